@@ -1,0 +1,41 @@
+# Unified Generative Models: make lab | make test | make course | make bench
+# Everything runs inside .venv, created on first use from the pins in requirements.lock.
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+export UNIGM_PROFILE ?= quick
+
+.PHONY: lab test course bench notebooks kernel clean
+
+$(INSTALLED): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; set PYTHON=/path/to/python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24"
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+notebooks: $(INSTALLED)  ## lectures/*.py -> lectures/*.ipynb (paired with jupytext)
+	$(VENV)/bin/jupytext --sync lectures/[0-9][0-9]_*.py
+
+kernel: $(INSTALLED)  ## register the venv as the Jupyter kernel "Python (unigm)"
+	$(PY) -m ipykernel install --user --name unigm --display-name "Python (unigm)"
+
+lab: notebooks kernel  ## open JupyterLab on the lectures
+	$(VENV)/bin/jupyter lab lectures/
+
+test: $(INSTALLED)  ## library tests, then every lecture executed with nbval (quick profile)
+	rm -rf build/test-notebooks
+	$(PY) -m unigm.cli notebooks --out build/test-notebooks
+	$(PY) -m pytest tests build/test-notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider
+
+course: $(INSTALLED)  ## execute every lecture headless into build/executed (+ HTML, build/timings.json)
+	$(PY) -m unigm.cli course --out build
+
+bench: $(INSTALLED)  ## train the zoo on the 2D datasets -> build/bench.json, build/bench.md
+	$(PY) -m unigm.bench --out build
+
+clean:
+	rm -rf build .pytest_cache lectures/*.ipynb

@@ -1,0 +1,172 @@
+"""The contract every model in the course follows, and the one time convention.
+
+Time convention (used by every family: diffusion, flow matching, interpolants):
+    t is a float in [0, 1]; t = 0 is data, t = 1 is noise.
+A discrete chain of T steps (DDPM) uses the grid t_i = i / T, i = 0..T, so step i of the
+paper is time i / T here. Samplers therefore integrate from t = 1 down to t = 0.
+
+Four paradigms, one base class each:
+    LikelihoodBased  log_prob(x) is exact or a lower bound       (VAE, flows)
+    Implicit         a sampling process only                      (GAN)
+    ScoreBased       score(x, t) ~ grad_x log p_t(x)              (diffusion)
+    FlowBased        velocity(x, t) = dx/dt of a transport ODE    (flow matching)
+Adversarial models (GANs) additionally declare their players; `unigm.train.fit` owns the
+optimisers and alternates the updates.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+from torch import nn
+
+
+class ShapeError(ValueError):
+    """Raised when a model receives data that does not match its event shape or dtype."""
+
+
+class GenerativeModel(nn.Module):
+    """A distribution p_theta over tensors of shape `event_shape`.
+
+    Subclasses implement `loss` (what training minimises), `sample` and, where a likelihood
+    exists, `log_prob`. `config` is the dataclass the model was built from (see `unigm.zoo`).
+    """
+
+    name: str = "model"
+
+    def __init__(self, event_shape: tuple[int, ...], config=None):
+        super().__init__()
+        shape = tuple(int(s) for s in event_shape)
+        if not shape or any(s <= 0 for s in shape):
+            raise ShapeError(f"event_shape must be a non-empty tuple of positive ints, got {event_shape!r}")
+        self.event_shape = shape
+        self.config = config
+
+    # -- the contract -------------------------------------------------------------------
+    def loss(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, *event_shape) -> scalar
+        raise NotImplementedError
+
+    def sample(self, n: int, steps: int | None = None) -> torch.Tensor:  # -> (n, *event_shape)
+        raise NotImplementedError
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:  # -> (B,)
+        raise NotImplementedError(f"{type(self).__name__} defines no likelihood")
+
+    # -- helpers shared by every model ------------------------------------------------------
+    @property
+    def event_dim(self) -> int:
+        """Number of scalars in one event (D in 'bits per dimension')."""
+        out = 1
+        for s in self.event_shape:
+            out *= s
+        return out
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.parameters():
+            return p.device
+        return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        for p in self.parameters():
+            return p.dtype
+        return torch.get_default_dtype()
+
+    def check_input(self, x) -> torch.Tensor:
+        """Validate a batch: a floating tensor of shape (B, *event_shape), moved to the model."""
+        if not isinstance(x, torch.Tensor):
+            raise ShapeError(f"{type(self).__name__} expects a torch.Tensor, got {type(x).__name__}")
+        if not torch.is_floating_point(x):
+            raise ShapeError(
+                f"{type(self).__name__} expects a floating-point tensor, got dtype {x.dtype}; "
+                "convert with x.float() (and dequantize integer data first)"
+            )
+        if x.dim() != 1 + len(self.event_shape) or tuple(x.shape[1:]) != self.event_shape:
+            raise ShapeError(
+                f"{type(self).__name__} was built for events of shape {self.event_shape}, so it expects "
+                f"a batch of shape (B, {', '.join(map(str, self.event_shape))}); got {tuple(x.shape)}"
+            )
+        return x.to(self.device, self.dtype)
+
+    def check_n(self, n) -> int:
+        if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+            raise ValueError(f"number of samples must be a positive int, got {n!r}")
+        return n
+
+    def flat(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, *event_shape) -> (B, D), for the MLPs of the 2D models."""
+        return x.reshape(x.shape[0], -1)
+
+    def unflat(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, D) -> (B, *event_shape)."""
+        return x.reshape(x.shape[0], *self.event_shape)
+
+
+class LikelihoodBased(GenerativeModel):
+    """log_prob(x) is exact (flows) or a lower bound on it (VAE)."""
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class Implicit(GenerativeModel):
+    """Only a sampling process: x = G(z). No likelihood."""
+
+
+class ScoreBased(GenerativeModel):
+    """Learns the score of the noised marginals p_t, t in [0, 1] (t = 0 data, t = 1 noise)."""
+
+    def score(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # (B, *E), (B,) -> (B, *E)
+        raise NotImplementedError
+
+
+class FlowBased(GenerativeModel):
+    """Learns a velocity field; data at t = 0 is carried to noise at t = 1 by dx/dt = v(x, t)."""
+
+    def velocity(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # (B, *E), (B,) -> (B, *E)
+        raise NotImplementedError
+
+
+@dataclass
+class Player:
+    """One player of an adversarial game, as the trainer needs it.
+
+    `loss(x)` is this player's objective on a data batch; only `module`'s parameters are
+    updated with it. `updates` is how many times the player moves per training step.
+    """
+
+    name: str
+    module: nn.Module
+    loss: callable
+    updates: int = 1
+    lr: float | None = None  # None: the lr given to fit()
+    betas: tuple[float, float] = (0.5, 0.999)
+    extra: dict = field(default_factory=dict)
+
+
+class Adversarial:
+    """Mixin for models trained as a game. `players()` lists them in update order."""
+
+    def players(self) -> list[Player]:
+        raise NotImplementedError
+
+    def iter_player_parameters(self) -> Iterator[nn.Parameter]:
+        for p in self.players():
+            yield from p.module.parameters()
+
+
+def as_time(t, batch: int, like: torch.Tensor) -> torch.Tensor:
+    """Broadcast a float or tensor time to shape (batch,) on `like`'s device and dtype."""
+    t = torch.as_tensor(t, dtype=like.dtype, device=like.device)
+    if t.dim() == 0:
+        return t.expand(batch)
+    if t.shape != (batch,):
+        raise ShapeError(f"time must be a scalar or have shape ({batch},), got {tuple(t.shape)}")
+    return t
+
+
+def expand_like(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """(B,) -> (B, 1, ..., 1) so that it broadcasts against x of shape (B, *E)."""
+    return t.reshape(t.shape[0], *([1] * (x.dim() - 1)))

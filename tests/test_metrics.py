@@ -1,0 +1,94 @@
+"""Metric oracles: W2 against the assignment problem, MMD against a direct double sum."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from unigm import data, metrics
+
+
+def test_w2_equals_optimal_assignment_for_equal_sized_sets():
+    rng = np.random.default_rng(0)
+    for n, d in [(7, 1), (40, 2), (60, 3)]:
+        x, y = rng.normal(size=(n, d)), rng.normal(size=(n, d)) + 0.5
+        cost = ((x[:, None] - y[None]) ** 2).sum(-1)
+        rows, cols = linear_sum_assignment(cost)
+        assert metrics.wasserstein2(x, y) == pytest.approx(math.sqrt(cost[rows, cols].mean()), rel=1e-9)
+
+
+def test_w2_of_a_translation_is_its_length_and_w2_is_symmetric():
+    x = torch.randn(300, 2, generator=torch.Generator().manual_seed(0))
+    shift = torch.tensor([0.3, -0.4])
+    assert metrics.wasserstein2(x, x + shift) == pytest.approx(0.5, rel=1e-6)
+    y = torch.randn(200, 2)
+    assert metrics.wasserstein2(x, y) == pytest.approx(metrics.wasserstein2(y, x), rel=1e-9)
+
+
+def test_w2_rejects_diverged_samples():
+    with pytest.raises(ValueError, match="NaN"):
+        metrics.wasserstein2(torch.tensor([[float("nan"), 0.0]]), torch.zeros(1, 2))
+
+
+def test_mmd_matches_a_direct_double_sum():
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(15, 2)), rng.normal(size=(12, 2)) * 1.5
+    bandwidths = (0.5, 1.0, 2.0)
+
+    def k(a, b):
+        return sum(math.exp(-np.sum((a - b) ** 2) / (2 * s * s)) for s in bandwidths)
+
+    n, m = len(x), len(y)
+    xx = sum(k(x[i], x[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    yy = sum(k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    xy = sum(k(x[i], y[j]) for i in range(n) for j in range(m)) / (n * m)
+    assert metrics.mmd_rbf(x, y, bandwidths) == pytest.approx(xx + yy - 2 * xy, rel=1e-10)
+
+
+def test_mmd_is_unbiased_near_zero_for_equal_distributions():
+    g = torch.Generator().manual_seed(0)
+    values = [metrics.mmd_rbf(torch.randn(200, 2, generator=g), torch.randn(200, 2, generator=g)) for _ in range(20)]
+    assert abs(np.mean(values)) < 3 * np.std(values) / math.sqrt(20)
+    assert metrics.mmd_rbf(torch.randn(200, 2, generator=g), torch.randn(200, 2, generator=g) + 1) > 0.1
+
+
+def test_gaussian_fit_samples_have_the_data_moments():
+    g = torch.Generator().manual_seed(0)
+    data_points = torch.randn(5000, 2, generator=g) @ torch.tensor([[2.0, 0.0], [1.0, 0.5]]) + torch.tensor([1.0, -1.0])
+    fit = metrics.gaussian_fit_samples(data_points, 200_000, g)
+    torch.testing.assert_close(fit.mean(0), data_points.mean(0), atol=0.02, rtol=0)
+    torch.testing.assert_close(torch.cov(fit.T), torch.cov(data_points.T), atol=0.03, rtol=0.01)
+
+
+def test_reference_floor_is_below_the_gaussian_baseline_and_g_is_normalised():
+    ref = metrics.reference(data.toy("eight_gaussians"), n=500)
+    assert 0 < ref.w2_floor < ref.w2_gauss
+    assert ref.gap_closed(ref.w2_floor) == pytest.approx(1.0)
+    assert ref.gap_closed(ref.w2_gauss) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="equal sample sizes"):
+        metrics.sample_quality(torch.zeros(10, 2), ref)
+
+
+def test_bits_per_dim_of_uniform_dequantized_noise():
+    """A uniform density on [0, 1)^D has log p = 0; with L levels the data cost is log2(L) bits/dim."""
+    log_prob = torch.zeros(10)
+    assert metrics.bits_per_dim(log_prob, dims=64, levels=17) == pytest.approx(math.log2(17))
+    assert metrics.bits_per_dim(torch.full((3,), -64 * math.log(2)), dims=64) == pytest.approx(1.0)
+    assert metrics.nll_nats(torch.tensor([-1.0, -3.0])) == pytest.approx(2.0)
+
+
+def test_count_forward_calls_counts_submodule_evaluations():
+    class Two(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+
+    m = Two()
+    with metrics.count_forward_calls(m) as nfe:
+        for _ in range(3):
+            m.a(torch.zeros(1, 2))
+        m.b(torch.zeros(1, 2))
+    assert nfe.count == 4
+    m.a(torch.zeros(1, 2))
+    assert nfe.count == 4  # hooks removed after the block

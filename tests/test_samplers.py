@@ -1,0 +1,104 @@
+"""Sampler oracles: convergence orders on a linear ODE, SDE moments in closed form,
+divergences against the Jacobian, ODE likelihood against an analytic Gaussian flow."""
+import math
+
+import pytest
+import torch
+
+from unigm import samplers
+
+
+def linear_field(a):
+    return lambda x, t: a * x
+
+
+@pytest.mark.parametrize("method, order", [(samplers.euler, 1), (samplers.heun, 2), (samplers.rk4, 4)])
+def test_ode_solvers_converge_at_their_order(method, order):
+    """dx/dt = -x from t = 1 to 0: x(0) = x(1) e^{1}. Halving the step divides the error by 2^order."""
+    x1 = torch.tensor([[1.0]], dtype=torch.float64)
+    exact = math.e
+    errors = [abs(method(linear_field(-1.0), x1, steps).item() - exact) for steps in (8, 16, 32)]
+    rates = [math.log2(errors[i] / errors[i + 1]) for i in range(2)]
+    assert all(abs(r - order) < 0.2 for r in rates), rates
+
+
+def test_solvers_record_trajectories_and_count_calls():
+    f = samplers.CountCalls(linear_field(1.0))
+    traj = []
+    samplers.heun(f, torch.ones(3, 2), steps=5, trajectory=traj)
+    assert f.calls == 10 and len(traj) == 6
+    with pytest.raises(ValueError, match="positive int"):
+        samplers.euler(f, torch.ones(1, 1), steps=0)
+
+
+def test_euler_maruyama_reproduces_ornstein_uhlenbeck_moments():
+    """dx = -x dt + sqrt(2) dW from x(0) = 2 has mean 2 e^{-t} and variance 1 - e^{-2t}."""
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.full((200_000, 1), 2.0, dtype=torch.float64)
+    x = samplers.euler_maruyama(lambda x, t: -x, lambda t: torch.full_like(t, math.sqrt(2)), x0,
+                                steps=200, t_start=0.0, t_end=1.0, generator=g)
+    assert x.mean().item() == pytest.approx(2 * math.exp(-1), abs=0.01)
+    assert x.var().item() == pytest.approx(1 - math.exp(-2), abs=0.01)
+
+
+def test_langevin_with_an_analytic_score_samples_the_gaussian():
+    g = torch.Generator().manual_seed(0)
+    mean, std = 1.5, 0.5
+    score = lambda x, t: -(x - mean) / std**2  # noqa: E731
+    x = samplers.langevin(score, torch.zeros(20_000, 1, dtype=torch.float64), steps=400, step_size=0.005, generator=g)
+    # ULA's stationary variance for a Gaussian is std^2 / (1 - eps / (2 std^2)): 2.5% above here
+    assert x.mean().item() == pytest.approx(mean, abs=0.01)
+    assert x.std().item() == pytest.approx(std / math.sqrt(1 - 0.005 / (2 * std**2)), rel=0.02)
+
+
+def test_exact_divergence_is_the_trace_of_the_jacobian():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3)).double()
+    f = lambda x, t: net(x) * (1 + t[:, None])  # noqa: E731
+    x, t = torch.randn(4, 3, dtype=torch.float64), torch.rand(4, dtype=torch.float64)
+    _, div = samplers.divergence_exact(f, x, t)
+    for i in range(4):
+        jac = torch.autograd.functional.jacobian(lambda y: f(y[None], t[i:i + 1])[0], x[i])
+        assert div[i].item() == pytest.approx(torch.trace(jac).item(), rel=1e-10)
+
+
+def test_hutchinson_is_unbiased_with_the_predicted_variance():
+    """For f(x) = A x and Rademacher probes, v^T A v has mean tr A and variance
+    sum_{i != j} A_ij (A_ij + A_ji)."""
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(4, 4, generator=g, dtype=torch.float64)
+    f = lambda x, t: x @ A.T  # noqa: E731
+    x = torch.zeros(20_000, 4, dtype=torch.float64)
+    _, est = samplers.divergence_hutchinson(f, x, torch.zeros(20_000, dtype=torch.float64), generator=g)
+    off = ~torch.eye(4, dtype=torch.bool)
+    predicted_var = (A[off] * (A[off] + A.T[off])).sum().item()
+    assert est.mean().item() == pytest.approx(torch.trace(A).item(), abs=4 * math.sqrt(predicted_var / 20_000))
+    assert est.var().item() == pytest.approx(predicted_var, rel=0.05)
+
+
+def test_ode_log_prob_of_the_gaussian_flow_matching_field_is_exact():
+    """Data N(m, s^2 I) on the linear path x_t = (1-t) x0 + t x1 has the marginal velocity
+    v(x, t) = -m + (t - (1-t) s^2) / sigma_t^2 (x - (1-t) m), sigma_t^2 = (1-t)^2 s^2 + t^2;
+    integrating its divergence must give back log N(x; m, s^2 I)."""
+    m, s = torch.tensor([1.0, -0.5], dtype=torch.float64), 0.6
+
+    def velocity(x, t):
+        t = t[:, None]
+        var = (1 - t) ** 2 * s**2 + t**2
+        return -m + (t - (1 - t) * s**2) / var * (x - (1 - t) * m)
+
+    x = torch.randn(50, 2, dtype=torch.float64) * 0.8 + m
+    log_prob = samplers.ode_log_prob(velocity, x, samplers.standard_normal_log_prob, steps=50)
+    exact = torch.distributions.Normal(m, s).log_prob(x).sum(1)
+    torch.testing.assert_close(log_prob, exact, atol=1e-6, rtol=0)
+    # and the same field, integrated from noise, samples the data distribution
+    z = torch.randn(100_000, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    samples = samplers.rk4(velocity, z, steps=20)
+    torch.testing.assert_close(samples.mean(0), m, atol=0.01, rtol=0)
+    torch.testing.assert_close(samples.std(0), torch.full((2,), s, dtype=torch.float64), atol=0.01, rtol=0)
+
+
+def test_standard_normal_log_prob_matches_torch():
+    x = torch.randn(5, 1, 3, 3)
+    expected = torch.distributions.Normal(0.0, 1.0).log_prob(x).reshape(5, -1).sum(1)
+    torch.testing.assert_close(samplers.standard_normal_log_prob(x), expected)
