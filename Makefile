@@ -24,7 +24,7 @@ kernel: $(INSTALLED)  ## register the venv as the Jupyter kernel "Python (unigm)
 	$(PY) -m ipykernel install --user --name unigm --display-name "Python (unigm)"
 
 lab: notebooks kernel  ## open JupyterLab on the lectures
-	$(VENV)/bin/jupyter lab lectures/
+	$(VENV)/bin/jupyter lab lectures/ $(LAB_ARGS)
 
 test: $(INSTALLED)  ## library tests, then every lecture executed with nbval (quick profile)
 	rm -rf build/test-notebooks

@@ -229,3 +229,33 @@ def test_flow_matching_sampler_and_likelihood_with_the_exact_velocity():
     x = model.m + model.s * torch.randn(10, 2)
     exact = torch.distributions.Normal(model.m, model.s).log_prob(x).sum(1)
     torch.testing.assert_close(model.log_prob(x), exact, atol=1e-4, rtol=0)
+
+
+# -- FSQ ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("levels", [(8, 5, 5, 5), (7, 5, 5, 5, 5), (2, 3), (4,)])
+def test_fsq_has_exactly_L_levels_per_channel(levels):
+    from unigm.vae import FSQ
+
+    fsq = FSQ(levels)
+    z = torch.linspace(-20, 20, 100_001)[:, None].expand(-1, len(levels))
+    codes = fsq(z)
+    for i, L in enumerate(levels):
+        assert len(torch.unique(codes[:, i])) == L  # L levels, not 2L + 1
+    assert codes.abs().max() <= 1
+    assert fsq.codebook_size == math.prod(levels)
+    book = fsq.implicit_codebook()
+    assert len(torch.unique(book, dim=0)) == fsq.codebook_size
+    torch.testing.assert_close(fsq.codes_to_indices(book), torch.arange(fsq.codebook_size))
+
+
+def test_fsq_straight_through_gradient_is_that_of_the_bound():
+    from unigm.vae import FSQ
+
+    fsq = FSQ((5, 4))
+    z = torch.randn(16, 2, requires_grad=True)
+    fsq(z).sum().backward()
+    z2 = z.detach().clone().requires_grad_(True)
+    (fsq.bound(z2) / fsq.scale).sum().backward()
+    torch.testing.assert_close(z.grad, z2.grad)
+    with pytest.raises(ValueError, match="at least 2 levels"):
+        FSQ((1, 3))

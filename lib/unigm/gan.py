@@ -9,6 +9,7 @@ early in training.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import partial
 
@@ -97,3 +98,31 @@ class GAN(Adversarial, Implicit):
     @torch.no_grad()
     def sample(self, n, steps=None):
         return self.unflat(self.generate(self.check_n(n)))
+
+
+# --------------------------------------------------------------------------------------------
+# f-divergences for f-GAN (Nowozin et al. 2016, arXiv:1606.00709)
+#   D_f(P || Q) = E_Q[f(dP/dQ)] >= sup_T E_P[T(x)] - E_Q[f*(T(x))],  f*(t) = sup_u (u t - f(u)),
+# with T(x) = activation(V(x)) mapping the network output V into the domain of f*.
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FDivergence:
+    name: str
+    f: callable  # generator f(u), u = p/q > 0, convex with f(1) = 0
+    conjugate: callable  # f*(t) on its domain
+    activation: callable  # R -> dom f*
+
+
+F_DIVERGENCES: dict[str, FDivergence] = {
+    "kl": FDivergence("kl", lambda u: u * torch.log(u), lambda t: torch.exp(t - 1), lambda v: v),
+    "reverse_kl": FDivergence("reverse_kl", lambda u: -torch.log(u), lambda t: -1 - torch.log(-t),
+                              lambda v: -torch.exp(v)),  # dom f* = (-inf, 0)
+    "pearson": FDivergence("pearson", lambda u: (u - 1) ** 2, lambda t: t**2 / 4 + t, lambda v: v),
+    # f(u) = u log u - (u + 1) log((u + 1) / 2) gives D_f = 2 JSD; dom f* = (-inf, log 2)
+    "jensen_shannon": FDivergence(
+        "jensen_shannon", lambda u: u * torch.log(u) - (u + 1) * torch.log((u + 1) / 2),
+        lambda t: -torch.log(2 - torch.exp(t)), lambda v: math.log(2) - F.softplus(-v)),
+    # f(u) = |u - 1| / 2; f*(t) = t on dom f* = [-1/2, 1/2] (and +inf outside)
+    "total_variation": FDivergence("total_variation", lambda u: 0.5 * (u - 1).abs(), lambda t: t,
+                                   lambda v: 0.5 * torch.tanh(v)),
+}
