@@ -57,10 +57,12 @@ def rk4_step(f: Field, x, t0, t1):
     return x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
 
 
-@torch.no_grad()
 def integrate(step, f: Field, x: torch.Tensor, steps: int, t_start: float = 1.0, t_end: float = 0.0,
               trajectory: list | None = None) -> torch.Tensor:
-    """Solve dx/dt = f(x, t) from t_start to t_end with `steps` equal steps of a one-step method."""
+    """Solve dx/dt = f(x, t) from t_start to t_end with `steps` equal steps of a one-step method.
+
+    Differentiable when f is (discretise-then-optimise training of a CNF); the samplers below
+    wrap it in no_grad."""
     ts = time_grid(steps, t_start, t_end)
     _record(trajectory, x)
     for t0, t1 in zip(ts[:-1], ts[1:]):
@@ -69,16 +71,19 @@ def integrate(step, f: Field, x: torch.Tensor, steps: int, t_start: float = 1.0,
     return x
 
 
+@torch.no_grad()
 def euler(f: Field, x, steps: int, t_start=1.0, t_end=0.0, trajectory=None):
     """Explicit Euler for dx/dt = f(x, t). NFE = steps."""
     return integrate(euler_step, f, x, steps, t_start, t_end, trajectory)
 
 
+@torch.no_grad()
 def heun(f: Field, x, steps: int, t_start=1.0, t_end=0.0, trajectory=None):
     """Heun's second-order method. NFE = 2 steps."""
     return integrate(heun_step, f, x, steps, t_start, t_end, trajectory)
 
 
+@torch.no_grad()
 def rk4(f: Field, x, steps: int, t_start=1.0, t_end=0.0, trajectory=None):
     """Classical fourth-order Runge-Kutta. NFE = 4 steps."""
     return integrate(rk4_step, f, x, steps, t_start, t_end, trajectory)
@@ -138,32 +143,37 @@ class CountCalls:
 # Likelihood through an ODE: the instantaneous change of variables (Chen et al. 2018, Thm. 1)
 #   d log p(x_t) / dt = -div f(x_t, t)   =>   log p_0(x_0) = log p_1(x_1) + int_0^1 div f dt
 # --------------------------------------------------------------------------------------------
-def divergence_exact(f: Field, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(f(x, t), div_x f(x, t)) with the exact trace: one vector-Jacobian product per dimension."""
+def divergence_exact(f: Field, x: torch.Tensor, t: torch.Tensor,
+                     create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(f(x, t), div_x f(x, t)) with the exact trace: one vector-Jacobian product per dimension.
+
+    create_graph=True keeps both differentiable in f's parameters (maximum-likelihood training);
+    otherwise they are returned detached."""
     with torch.enable_grad():
-        x = x.detach().requires_grad_(True)
-        out = f(x, t)
-        flat_out, flat_x = out.reshape(x.shape[0], -1), x
+        x_in = x if create_graph and x.requires_grad else x.detach().requires_grad_(True)
+        out = f(x_in, t)
+        flat_out = out.reshape(x.shape[0], -1)
         div = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         for i in range(flat_out.shape[1]):
-            (grad,) = torch.autograd.grad(flat_out[:, i].sum(), flat_x, retain_graph=True)
+            (grad,) = torch.autograd.grad(flat_out[:, i].sum(), x_in, retain_graph=True, create_graph=create_graph)
             div = div + grad.reshape(x.shape[0], -1)[:, i]
-    return out.detach(), div.detach()
+    return (out, div) if create_graph else (out.detach(), div.detach())
 
 
 def divergence_hutchinson(f: Field, x: torch.Tensor, t: torch.Tensor, probes: int = 1,
-                          generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                          generator: torch.Generator | None = None,
+                          create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(f(x, t), unbiased estimate of div f): E_v[v^T (df/dx) v] = tr(df/dx) for Rademacher v
     (Hutchinson 1989; FFJORD, Grathwohl et al. 2019). One vector-Jacobian product per probe."""
     with torch.enable_grad():
-        x = x.detach().requires_grad_(True)
-        out = f(x, t)
+        x_in = x if create_graph and x.requires_grad else x.detach().requires_grad_(True)
+        out = f(x_in, t)
         est = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         for _ in range(probes):
             v = (torch.randint(0, 2, x.shape, generator=generator) * 2 - 1).to(x)
-            (vjp,) = torch.autograd.grad(out, x, v, retain_graph=True)
+            (vjp,) = torch.autograd.grad(out, x_in, v, retain_graph=True, create_graph=create_graph)
             est = est + (vjp * v).reshape(x.shape[0], -1).sum(1)
-    return out.detach(), (est / probes).detach()
+    return (out, est / probes) if create_graph else (out.detach(), (est / probes).detach())
 
 
 def ode_log_prob(f: Field, x: torch.Tensor, prior_log_prob: Callable[[torch.Tensor], torch.Tensor],
@@ -187,3 +197,106 @@ def standard_normal_log_prob(x: torch.Tensor) -> torch.Tensor:
     """log N(x; 0, I) summed over the event dimensions: (B, *E) -> (B,)."""
     flat = x.reshape(x.shape[0], -1)
     return -0.5 * (flat.pow(2).sum(1) + flat.shape[1] * math.log(2 * math.pi))
+
+
+# --------------------------------------------------------------------------------------------
+# Score SDEs (Song et al. 2021, arXiv:2011.13456): forward dx = f(x, t) dt + g(t) dW on t in [0, 1].
+#   reverse SDE (eq. 6):           dx = [f - g^2 score] dt + g dW_bar, run from t = 1 to 0
+#   probability-flow ODE (eq. 13): dx/dt = f - g^2 score / 2
+# Both builders return fields in the course's time (t = 1 noise -> t = 0 data), ready for
+# euler_maruyama(drift, diffusion, x, steps) and euler/heun/rk4(velocity, x, steps).
+# `score`, `drift`: callables (x (B, *E), t (B,)) -> (B, *E); `g_squared`, `beta`: t (B,) -> (B,).
+# --------------------------------------------------------------------------------------------
+def _per_example(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """(B,) -> (B, 1, ..., 1), broadcasting against x (B, *E)."""
+    return values.reshape(-1, *([1] * (x.dim() - 1)))
+
+
+def reverse_sde(score: Field, drift: Field, g_squared: Callable[[torch.Tensor], torch.Tensor]):
+    """(drift, diffusion) of the reverse-time SDE dx = [f(x, t) - g(t)^2 score(x, t)] dt + g(t) dW_bar,
+    for euler_maruyama integrating from t = 1 down to t = 0."""
+
+    def reverse_drift(x, t):
+        return drift(x, t) - _per_example(g_squared(t), x) * score(x, t)
+
+    def diffusion(t):
+        return g_squared(t).sqrt()
+
+    return reverse_drift, diffusion
+
+
+def probability_flow(score: Field, drift: Field, g_squared: Callable[[torch.Tensor], torch.Tensor]) -> Field:
+    """The probability-flow ODE velocity f(x, t) - g(t)^2 score(x, t) / 2: the same marginals p_t as
+    the SDE, deterministically."""
+
+    def velocity(x, t):
+        return drift(x, t) - 0.5 * _per_example(g_squared(t), x) * score(x, t)
+
+    return velocity
+
+
+def vp_drift(beta: Callable[[torch.Tensor], torch.Tensor]) -> Field:
+    """f(x, t) = -beta(t) x / 2 of the VP SDE dx = -beta x / 2 dt + sqrt(beta) dW (Song et al. 2021, eq. 11)."""
+    return lambda x, t: -0.5 * _per_example(beta(t), x) * x
+
+
+def reverse_sde_vp(score: Field, beta: Callable[[torch.Tensor], torch.Tensor]):
+    """VP reverse SDE: drift -beta (x / 2 + score), diffusion sqrt(beta). E.g.
+    euler_maruyama(*reverse_sde_vp(score, beta_vp_linear), x1, steps)."""
+    return reverse_sde(score, vp_drift(beta), beta)
+
+
+def probability_flow_vp(score: Field, beta: Callable[[torch.Tensor], torch.Tensor]) -> Field:
+    """VP probability-flow ODE: dx/dt = -beta(t) (x + score(x, t)) / 2."""
+    return probability_flow(score, vp_drift(beta), beta)
+
+
+def _no_drift(x, t):
+    return torch.zeros_like(x)
+
+
+def reverse_sde_ve(score: Field, g_squared: Callable[[torch.Tensor], torch.Tensor]):
+    """VE reverse SDE (f = 0, g^2 = d sigma^2 / dt): drift -g^2 score, diffusion g."""
+    return reverse_sde(score, _no_drift, g_squared)
+
+
+def probability_flow_ve(score: Field, g_squared: Callable[[torch.Tensor], torch.Tensor]) -> Field:
+    """VE probability-flow ODE: dx/dt = -g(t)^2 score(x, t) / 2."""
+    return probability_flow(score, _no_drift, g_squared)
+
+
+# --------------------------------------------------------------------------------------------
+# DDIM (Song, Meng & Ermon 2021, arXiv:2010.02502) for an eps-predictor eps(x, t) and a schedule
+# alpha_bar(t) (e.g. unigm.diffusion.alpha_bar_vp_linear); eta = 0 is deterministic, eta = 1 is
+# DDPM's ancestral sampler.
+# --------------------------------------------------------------------------------------------
+def ddim_step(eps: Field, x: torch.Tensor, t, s, alpha_bar: Callable[[torch.Tensor], torch.Tensor],
+              eta: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One DDIM update from time t to s < t (eq. 12):
+        x0_hat = (x - sqrt(1 - a_t) eps) / sqrt(a_t)
+        x_s    = sqrt(a_s) x0_hat + sqrt(1 - a_s - sigma^2) eps + sigma z,   z ~ N(0, I),
+        sigma  = eta sqrt((1 - a_s) / (1 - a_t)) sqrt(1 - a_t / a_s)         (eq. 16),
+    with a = alpha_bar. Noise is drawn only when sigma > 0."""
+    t, s = torch.as_tensor(t, dtype=torch.float64), torch.as_tensor(s, dtype=torch.float64)
+    a_t, a_s = alpha_bar(t).item(), alpha_bar(s).item()
+    predicted = eps(x, _t(t, x))
+    x0_hat = (x - math.sqrt(1 - a_t) * predicted) / math.sqrt(a_t)
+    sigma = eta * math.sqrt((1 - a_s) / (1 - a_t) * (1 - a_t / a_s))
+    x_s = math.sqrt(a_s) * x0_hat + math.sqrt(max(1 - a_s - sigma**2, 0.0)) * predicted
+    if sigma > 0:
+        x_s = x_s + sigma * torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+    return x_s
+
+
+@torch.no_grad()
+def ddim(eps: Field, x: torch.Tensor, steps: int, alpha_bar: Callable[[torch.Tensor], torch.Tensor],
+         eta: float = 0.0, t_start: float = 1.0, t_end: float = 0.0, generator: torch.Generator | None = None,
+         trajectory: list | None = None) -> torch.Tensor:
+    """DDIM sampling on `steps` equal intervals from t_start down to t_end. NFE = steps.
+    Needs alpha_bar(t_start) > 0 (stop short of t = 1 with the cosine schedule)."""
+    ts = time_grid(steps, t_start, t_end)
+    _record(trajectory, x)
+    for t0, t1 in zip(ts[:-1], ts[1:]):
+        x = ddim_step(eps, x, t0, t1, alpha_bar, eta, generator)
+        _record(trajectory, x)
+    return x
