@@ -92,3 +92,15 @@ def test_count_forward_calls_counts_submodule_evaluations():
     assert nfe.count == 4
     m.a(torch.zeros(1, 2))
     assert nfe.count == 4  # hooks removed after the block
+
+
+def test_mode_coverage_counts_modes_and_quality():
+    toy = data.toy("eight_gaussians")
+    g = torch.Generator().manual_seed(0)
+    perfect = metrics.mode_coverage(toy.sample(4000, g), toy.means, toy.std)
+    assert perfect.modes_hit == 8 and perfect.high_quality == pytest.approx(1 - math.exp(-4.5), abs=0.01)  # chi2(2) tail
+    collapsed = toy.means[[0, 3]].repeat(500, 1) + 0.01 * torch.randn(1000, 2, generator=g)
+    result = metrics.mode_coverage(collapsed, toy.means, toy.std)
+    assert result.modes_hit == 2 and result.high_quality == 1.0 and sum(result.counts) == 1000
+    far = torch.zeros(100, 2)  # the centre of the ring is far from every mode
+    assert metrics.mode_coverage(far, toy.means, toy.std).high_quality == 0.0

@@ -44,7 +44,7 @@ def test_fit_stops_on_nan_with_a_clear_message():
 def test_fit_rejects_bad_data_before_training():
     with pytest.raises(ShapeError, match="expects a batch of shape"):
         fit(Quadratic(), torch.randn(10, 3), steps=5, progress=False)
-    with pytest.raises(TypeError, match="tensor or an object with .sample"):
+    with pytest.raises(TypeError, match="a tuple of tensors or an object with .sample"):
         fit(Quadratic(), [[1.0, 2.0]], steps=5, progress=False)
     with pytest.raises(ValueError, match="positive int"):
         fit(Quadratic(), torch.randn(10, 2), steps=0, progress=False)
@@ -64,6 +64,18 @@ def test_ema_weights_are_the_exponential_average_of_the_iterates():
     for w in iterates[1:]:
         ema = decay * ema + (1 - decay) * w
     torch.testing.assert_close(model.theta.detach(), ema)
+
+
+def test_tuple_data_is_sampled_with_shared_indices():
+    class Paired(Quadratic):
+        def loss(self, x, y):
+            assert torch.equal(y, 2 * x)  # rows stay paired
+            return super().loss(x)
+
+    x = torch.randn(50, 2)
+    fit(Paired(), (x, 2 * x), steps=5, progress=False)
+    with pytest.raises(ValueError, match="equal length"):
+        fit(Paired(), (x, x[:3]), steps=5, progress=False)
 
 
 def test_callbacks_can_stop_training():

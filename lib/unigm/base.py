@@ -15,8 +15,7 @@ optimisers and alternates the updates.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Iterator
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -134,7 +133,8 @@ class Player:
     """One player of an adversarial game, as the trainer needs it.
 
     `loss(x)` is this player's objective on a data batch; only `module`'s parameters are
-    updated with it. `updates` is how many times the player moves per training step.
+    updated with it. `updates` is how many times the player moves per training step;
+    `after_step` (if given) runs after each of its optimiser steps (e.g. WGAN weight clipping).
     """
 
     name: str
@@ -143,7 +143,7 @@ class Player:
     updates: int = 1
     lr: float | None = None  # None: the lr given to fit()
     betas: tuple[float, float] = (0.5, 0.999)
-    extra: dict = field(default_factory=dict)
+    after_step: callable = None
 
 
 class Adversarial:
@@ -152,9 +152,6 @@ class Adversarial:
     def players(self) -> list[Player]:
         raise NotImplementedError
 
-    def iter_player_parameters(self) -> Iterator[nn.Parameter]:
-        for p in self.players():
-            yield from p.module.parameters()
 
 
 def as_time(t, batch: int, like: torch.Tensor) -> torch.Tensor:

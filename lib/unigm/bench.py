@@ -42,6 +42,25 @@ class BenchRow:
     nfe: int
 
 
+def measure(model, dist, ref: metrics.Reference, history=None, seed: int = 1) -> BenchRow:
+    """Measure a trained 2D model against held-out data (see the module doc)."""
+    torch.manual_seed(seed)
+    with metrics.count_forward_calls(model) as nfe:
+        start = time.perf_counter()
+        samples = model.sample(N_EVAL)
+        sample_seconds = time.perf_counter() - start
+    quality = metrics.sample_quality(samples, ref)
+    test = ref.test[:N_NLL]
+    try:
+        nll = metrics.nll_nats(model.log_prob(test))
+    except NotImplementedError:
+        nll = None
+    entropy = metrics.nll_nats(dist.log_prob(test))  # same points: a paired comparison with nll
+    return BenchRow(model.name, dist.name, history.seconds if history else float("nan"),
+                    history.steps if history else 0, quality.w2, quality.w2_floor, quality.w2_gauss,
+                    quality.gap_closed, quality.mmd, nll, entropy, 1000 * sample_seconds * 1000 / N_EVAL, nfe.count)
+
+
 def run_one(model_name: str, dataset: str, seed: int = 0, steps: int | None = None,
             progress: bool = False, ref: metrics.Reference | None = None) -> BenchRow:
     """Train one model on one 2D dataset with the zoo recipe and measure it."""
@@ -53,23 +72,7 @@ def run_one(model_name: str, dataset: str, seed: int = 0, steps: int | None = No
     runtime.seed_everything(seed)
     model = zoo.make(model_name, (2,))
     history = fit(model, dist, seed=seed, progress=progress, desc=f"{model_name} on {dataset}", **recipe)
-
-    torch.manual_seed(seed + 1)
-    with metrics.count_forward_calls(model) as nfe:
-        start = time.perf_counter()
-        samples = model.sample(N_EVAL)
-        sample_seconds = time.perf_counter() - start
-    quality = metrics.sample_quality(samples, ref)
-
-    test = ref.test[:N_NLL]
-    try:
-        nll = metrics.nll_nats(model.log_prob(test))
-    except NotImplementedError:
-        nll = None
-    entropy = metrics.nll_nats(dist.log_prob(test))  # same points: a paired comparison with nll
-    return BenchRow(model_name, dataset, history.seconds, history.steps, quality.w2, quality.w2_floor,
-                    quality.w2_gauss, quality.gap_closed, quality.mmd, nll, entropy,
-                    1000 * sample_seconds * 1000 / N_EVAL, nfe.count)
+    return measure(model, dist, ref, history, seed=seed + 1)
 
 
 def markdown_table(rows: list[BenchRow]) -> str:
@@ -86,7 +89,7 @@ def markdown_table(rows: list[BenchRow]) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m unigm.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=zoo.names(), help="zoo names (default: all)")
+    parser.add_argument("--models", nargs="+", default=zoo.names_2d(), help="zoo names (default: every 2D model)")
     parser.add_argument("--datasets", nargs="+", default=list(DEFAULT_DATASETS),
                         help=f"2D datasets (default: {' '.join(DEFAULT_DATASETS)}; all: {' '.join(data.toy_names())})")
     parser.add_argument("--steps", type=int, default=None, help="override the recipes' training steps")
@@ -94,7 +97,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     for name in args.models:
-        zoo.model_class(name)  # unknown names fail before any training
+        zoo.recipe(name)  # unknown names (or models without a 2D recipe) fail before any training
     for name in args.datasets:
         data.toy(name)
 

@@ -150,3 +150,25 @@ def count_forward_calls(model: torch.nn.Module):
     finally:
         for h in handles:
             h.remove()
+
+
+@dataclass(frozen=True)
+class ModeCoverage:
+    modes_hit: int  # modes with at least min_share of their fair share of high-quality samples
+    modes: int
+    high_quality: float  # fraction of samples within k_sigma standard deviations of their nearest mode
+    counts: tuple[int, ...]  # high-quality samples per mode
+
+
+def mode_coverage(samples: torch.Tensor, means: torch.Tensor, std: float, k_sigma: float = 3.0,
+                  min_share: float = 0.1) -> ModeCoverage:
+    """Mode coverage of a mixture of isotropic Gaussians (Srivastava et al. 2017, VEEGAN):
+    a sample is high-quality if it lies within k_sigma * std of its nearest mode; a mode is hit
+    if it receives at least min_share * n / K high-quality samples."""
+    x = torch.as_tensor(_numpy2d(samples))
+    means = torch.as_tensor(means, dtype=x.dtype)
+    distance, nearest = torch.cdist(x, means).min(dim=1)
+    good = distance <= k_sigma * std
+    counts = torch.bincount(nearest[good], minlength=len(means))
+    hit = int((counts >= min_share * len(x) / len(means)).sum())
+    return ModeCoverage(hit, len(means), good.double().mean().item(), tuple(counts.tolist()))

@@ -76,18 +76,29 @@ class EMA:
             p.copy_(s)
 
 
-def batches(data, batch_size: int, generator: torch.Generator) -> Callable[[], torch.Tensor]:
-    """A function returning the next training batch.
+def batches(data, batch_size: int, generator: torch.Generator) -> Callable[[], tuple[torch.Tensor, ...]]:
+    """A function returning the next training batch, as a tuple of the arguments of loss().
 
-    data: a tensor (N, *event_shape), sampled with replacement; or a distribution with
-    `.sample(n, generator)` (e.g. a 2D toy), giving fresh samples every step."""
+    data: a tensor (N, *event_shape), sampled with replacement; a tuple of equally long tensors
+    (x, y, ...), sampled with the same indices and passed as loss(x, y, ...) (conditioning,
+    or a fixed coupling such as reflow pairs); or a distribution with `.sample(n, generator)`
+    (e.g. a 2D toy), giving fresh samples every step."""
     if isinstance(data, torch.Tensor):
-        if len(data) == 0:
+        data = (data,)
+    if isinstance(data, (tuple, list)) and data and all(isinstance(d, torch.Tensor) for d in data):
+        if len(data[0]) == 0:
             raise ValueError("training data is empty")
-        return lambda: data[torch.randint(len(data), (batch_size,), generator=generator)]
+        if any(len(d) != len(data[0]) for d in data):
+            raise ValueError(f"tensors in a data tuple must have equal length, got {[len(d) for d in data]}")
+
+        def draw():
+            index = torch.randint(len(data[0]), (batch_size,), generator=generator)
+            return tuple(d[index] for d in data)
+        return draw
     if hasattr(data, "sample"):
-        return lambda: data.sample(batch_size, generator)
-    raise TypeError(f"fit() needs a tensor or an object with .sample(n, generator), got {type(data).__name__}")
+        return lambda: (data.sample(batch_size, generator),)
+    raise TypeError("fit() needs a tensor, a tuple of tensors or an object with .sample(n, generator), "
+                    f"got {type(data).__name__}")
 
 
 def _default_players(model: GenerativeModel) -> list[Player]:
@@ -119,7 +130,7 @@ def fit(model: GenerativeModel, data, *, steps: int, batch_size: int = 256, lr: 
     model.to(dev)
     use_amp = (dev.type == "cuda") if amp is None else (amp and dev.type == "cuda")
     next_batch = batches(data, batch_size, generator)
-    model.check_input(next_batch())  # fail early, with the model's message, on wrongly shaped data
+    model.check_input(next_batch()[0])  # fail early, with the model's message, on wrongly shaped data
 
     players = _default_players(model)
     fused = dev.type in ("cpu", "cuda")  # one fused kernel per step: ~10% faster on the 2D models here
@@ -142,9 +153,9 @@ def fit(model: GenerativeModel, data, *, steps: int, batch_size: int = 256, lr: 
                 for p, moving in zip(all_params, mask):
                     p.requires_grad_(moving)
             for _ in range(player.updates):
-                x = next_batch().to(dev, non_blocking=True)
+                batch = [b.to(dev, non_blocking=True) for b in next_batch()]
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
-                    loss = player.loss(x)
+                    loss = player.loss(*batch)
                 value = loss.item()
                 if not math.isfinite(value):
                     raise NonFiniteLossError(
@@ -157,6 +168,8 @@ def fit(model: GenerativeModel, data, *, steps: int, batch_size: int = 256, lr: 
                 if grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(player.module.parameters(), grad_clip)
                 opt.step()
+                if player.after_step is not None:
+                    player.after_step()
             history.losses[player.name].append(value)
         for sched in schedulers:
             sched.step()
@@ -229,6 +242,7 @@ def load_checkpoint(path: str | Path, model: GenerativeModel | None = None) -> G
         from . import zoo
 
         meta = checkpoint_metadata(path)
-        model = zoo.make(meta["name"], tuple(meta["event_shape"]), **meta["config"])
+        config = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()}  # JSON has no tuples
+        model = zoo.make(meta["name"], tuple(meta["event_shape"]), **config)
     load_model(model, str(path), device=str(model.device))
     return model.eval()

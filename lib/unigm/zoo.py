@@ -14,8 +14,24 @@ from .base import GenerativeModel
 
 _REGISTRY: dict[str, str] = {
     "vae": "unigm.vae:VAE",
+    "beta_vae": "unigm.vae:BetaVAE",
+    "bernoulli_vae": "unigm.vae:BernoulliVAE",
+    "vqvae": "unigm.vae:VQVAE",
+    "fsq_vae": "unigm.vae:FSQVAE",
     "gan": "unigm.gan:GAN",
+    "minimax_gan": "unigm.gan:MinimaxGAN",
+    "wgan_clip": "unigm.gan:WGANClip",
+    "wgan_gp": "unigm.gan:WGANGP",
+    "wgan_sn": "unigm.gan:WGANSN",
+    "f_gan": "unigm.gan:FGAN",
+    "stylegan": "unigm.gan:StyleGAN",
+    "r3gan": "unigm.gan:R3GAN",
     "flow_matching": "unigm.flows:FlowMatching",
+    "ot_flow_matching": "unigm.flows:OTFlowMatching",
+    "rectified_flow": "unigm.flows:RectifiedFlow",
+    "cnf": "unigm.flows:CNF",
+    "cnf_hutchinson": "unigm.flows:HutchinsonCNF",
+    "realnvp": "unigm.flows:RealNVP",
     "ddpm": "unigm.diffusion:DDPM",
 }
 
@@ -24,8 +40,21 @@ _REGISTRY: dict[str, str] = {
 # four times longer.
 _RECIPES: dict[str, dict] = {
     "vae": dict(steps=3000, batch_size=256, lr=2e-3),
+    "beta_vae": dict(steps=3000, batch_size=256, lr=2e-3),
     "gan": dict(steps=1000, batch_size=256, lr=1e-3),
+    "minimax_gan": dict(steps=1000, batch_size=256, lr=1e-3),
+    "wgan_clip": dict(steps=500, batch_size=256, lr=1e-3),
+    "wgan_gp": dict(steps=500, batch_size=256, lr=1e-3),
+    "wgan_sn": dict(steps=500, batch_size=256, lr=1e-3),
+    "f_gan": dict(steps=700, batch_size=256, lr=1e-3),
+    "stylegan": dict(steps=800, batch_size=256, lr=1e-3),
+    "r3gan": dict(steps=1000, batch_size=256, lr=1e-3),
     "flow_matching": dict(steps=3000, batch_size=256, lr=4e-3, ema_decay=0.995),
+    "ot_flow_matching": dict(steps=2000, batch_size=256, lr=4e-3, ema_decay=0.995),
+    "rectified_flow": dict(steps=3000, batch_size=256, lr=4e-3, ema_decay=0.995),
+    "cnf": dict(steps=250, batch_size=256, lr=3e-3),
+    "cnf_hutchinson": dict(steps=250, batch_size=256, lr=3e-3),
+    "realnvp": dict(steps=1500, batch_size=256, lr=2e-3),
     "ddpm": dict(steps=3000, batch_size=256, lr=4e-3, ema_decay=0.995),
 }
 
@@ -58,9 +87,16 @@ def make(name: str, event_shape, **config) -> GenerativeModel:
     return cls(tuple(event_shape), config_cls(**config))
 
 
+def names_2d() -> list[str]:
+    """Models with a 2D training recipe (the ones `make bench` trains on the 2D datasets)."""
+    return [name for name in _REGISTRY if name in _RECIPES]
+
+
 def recipe(name: str) -> dict:
     """Keyword arguments for `unigm.train.fit` that train `name` well on 2D data."""
     model_class(name)
+    if name not in _RECIPES:
+        raise KeyError(f"{name} has no 2D recipe (it is built for images); 2D models: {', '.join(names_2d())}")
     out = dict(_RECIPES[name])
     out["steps"] = runtime.by_profile(quick=out["steps"], full=4 * out["steps"])
     return out
