@@ -147,6 +147,14 @@ def test_realnvp_density_integrates_to_one():
     assert mass == pytest.approx(1.0, abs=2e-3)
 
 
+def test_realnvp_samples_in_one_network_evaluation():
+    from unigm.metrics import count_forward_calls
+    flow = RealNVP((2,), RealNVP.Config(layers=4, hidden=16))
+    with count_forward_calls(flow) as nfe:
+        flow.sample(10)
+    assert nfe.count == 1
+
+
 def test_cnf_loss_is_the_ode_negative_log_likelihood_plus_kinetic_energy():
     torch.manual_seed(0)
     model = CNF((2,), CNF.Config(hidden=16, train_ode_steps=4, kinetic_weight=0.0))

@@ -213,6 +213,26 @@ class AffineCoupling(nn.Module):
         return (y - shift) * (-log_scale).exp()
 
 
+class CouplingStack(nn.Module):
+    """Coupling layers applied in order (data -> noise, summing log|det|) or reversed
+    (noise -> data). One call is one network evaluation, which is what NFE counts."""
+
+    def __init__(self, layers):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, x, inverse: bool = False):
+        if inverse:
+            for layer in reversed(self.layers):
+                x = layer.inverse(x)
+            return x
+        log_det = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
+        for layer in self.layers:
+            x, ld = layer(x)
+            log_det = log_det + ld
+        return x, log_det
+
+
 @dataclass
 class RealNVPConfig:
     layers: int = 8
@@ -234,20 +254,14 @@ class RealNVP(LikelihoodBased):
         if d < 2:
             raise ValueError("a coupling flow needs at least 2 dimensions")
         even = (torch.arange(d) % 2 == 0).float()
-        self.couplings = nn.ModuleList(
+        self.couplings = CouplingStack(
             AffineCoupling(even if i % 2 == 0 else 1 - even, config.hidden, config.depth) for i in range(config.layers))
 
     def forward_with_log_det(self, x):  # (B, D) -> z (B, D), log|det| (B,)
-        log_det = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
-        for layer in self.couplings:
-            x, ld = layer(x)
-            log_det = log_det + ld
-        return x, log_det
+        return self.couplings(x)
 
     def inverse(self, z):  # (B, D) -> x (B, D)
-        for layer in reversed(self.couplings):
-            z = layer.inverse(z)
-        return z
+        return self.couplings(z, inverse=True)
 
     def log_prob(self, x):
         z, log_det = self.forward_with_log_det(self.flat(self.check_input(x)))
