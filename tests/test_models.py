@@ -22,7 +22,12 @@ def test_zoo_lists_and_builds_every_model():
         assert model.name == name and isinstance(model, (LikelihoodBased, Implicit, FlowBased, ScoreBased))
         if name in PARADIGM:
             assert isinstance(model, PARADIGM[name])
+        if name in zoo.names_2d():  # every 2D model has a training recipe; image models say why not
             assert {"steps", "batch_size", "lr"} <= set(zoo.recipe(name))
+        else:
+            with pytest.raises(KeyError, match="built for images"):
+                zoo.recipe(name)
+    assert set(PARADIGM) <= set(zoo.names_2d())
 
 
 def test_zoo_errors_name_the_alternatives():
