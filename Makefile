@@ -28,14 +28,14 @@ lab: notebooks kernel  ## open JupyterLab on the lectures
 
 test: $(INSTALLED)  ## library tests, then every lecture executed with nbval (quick profile)
 	rm -rf build/test-notebooks
-	$(PY) -m unigm.cli notebooks --out build/test-notebooks
+	$(PY) -m unigm.course.cli notebooks --out build/test-notebooks
 	$(PY) -m pytest tests build/test-notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider --durations=20
 
 course: $(INSTALLED)  ## execute every lecture headless into build/executed (+ HTML, build/timings.json)
-	$(PY) -m unigm.cli course --out build
+	$(PY) -m unigm.course.cli course --out build
 
 bench: $(INSTALLED)  ## train the zoo on the 2D datasets -> build/bench.json, build/bench.md
-	$(PY) -m unigm.bench --out build
+	$(PY) -m unigm.bench --out build --readme README.md
 
 exercises: $(INSTALLED)  ## regenerate exercises/*.py (student versions) from solutions/*.py
 	$(VENV)/bin/unigm-grade release solutions/[0-9][0-9]_*.py --out exercises

@@ -81,7 +81,7 @@ assert torch.isfinite(tiny).all() and torch.allclose(tiny, torch.full((2,), -800
 ### HIDDEN TESTS: run only when the notebook is graded
 
 # %% test="q1.vae" points=2
-from unigm.grading.kernel_side import replaced
+from unigm.course.grading.kernel_side import replaced
 
 vae = zoo.make("vae", (2,)).eval()
 x = torch.randn(32, 2)

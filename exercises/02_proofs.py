@@ -58,7 +58,7 @@ def alpha_bar_expression():
 
 
 # %% test="q1.library" points=2
-from unigm.diffusion import alpha_bar_vp_linear
+from unigm.schedules import alpha_bar_vp_linear
 
 expression = alpha_bar_expression()
 assert expression.free_symbols <= {t, beta_min, beta_max}, f"use only t, beta_min, beta_max: {expression.free_symbols}"
@@ -236,4 +236,4 @@ assert torch.allclose(denoised, x0_from_noise, atol=1e-4), "differs from the x_0
 # ## Done?
 #
 # Restart the kernel and run all cells: every test cell should pass. Lecture 02 derives the same
-# results step by step, each checked by `unigm.derivations`.
+# results step by step, each checked by `unigm.course.derivations`.

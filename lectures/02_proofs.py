@@ -25,10 +25,10 @@
 # and every one of these models can be read as an energy or as a gradient flow.
 #
 # **How to read this notebook.** Each result is derived in numbered steps. Right below a step,
-# a cell runs `show("n.k")`: a sympy computation from `unigm.derivations` that verifies exactly
+# a cell runs `show("n.k")`: a sympy computation from `unigm.course.derivations` that verifies exactly
 # that step (the two sides are shown, and their difference must simplify to zero). The same
 # functions run in the test suite (`tests/test_derivations.py`) and from the command line
-# (`python -m unigm.derivations`). Each result then meets the library's real code: the DDPM loss,
+# (`python -m unigm.course.derivations`). Each result then meets the library's real code: the DDPM loss,
 # the samplers, the f-GAN table, the likelihood routine, the FSQ quantizer are called as they are
 # used in training, on toys whose answer is known exactly.
 #
@@ -47,14 +47,16 @@ import sympy as sp
 import torch
 from IPython.display import Markdown, display
 
-from unigm import derivations, runtime, samplers
-from unigm.derivations import show
-from unigm.derivations.adversarial import GENERATORS, STATED_CONJUGATES, derive_conjugate, mixture_pair
-from unigm.derivations.toys import eight_gaussians
-from unigm.diffusion import DDPM, alpha_bar_vp_linear, beta_vp_linear
+from unigm import runtime, samplers
+from unigm.course import derivations
+from unigm.course.derivations import show
+from unigm.course.derivations.adversarial import GENERATORS, STATED_CONJUGATES, derive_conjugate, mixture_pair
+from unigm.course.derivations.toys import eight_gaussians
+from unigm.course.widgets import show_source
+from unigm.diffusion import DDPM
 from unigm.gan import F_DIVERGENCES
-from unigm.interpolants import alpha_bar_of_linear_path, linear_time_of_alpha_bar, vp_to_linear
-from unigm.widgets import show_source
+from unigm.paths import vp_to_linear
+from unigm.schedules import alpha_bar_of_linear_path, alpha_bar_vp_linear, beta_vp_linear, linear_time_of_alpha_bar
 
 setup = runtime.setup(seed=0)
 setup
@@ -181,7 +183,7 @@ show("2.5")
 
 # %% [markdown]
 # **By simulation.** The toy is the eight-Gaussian mixture; along the VP path every $p_t$ is a
-# mixture again, so its score is exact (`unigm.interpolants.GaussianMixtureOnPath`). From exact
+# mixture again, so its score is exact (`unigm.densities.GaussianMixtureOnPath`). From exact
 # samples of $p_1$ we run the library's `euler_maruyama` with `reverse_sde_vp` and its `heun`
 # with `probability_flow_vp`, and compare the particles at $t=0$ with each other and with exact
 # samples of the data by MMD permutation tests. A deliberately wrong sampler (the reverse-SDE
@@ -651,7 +653,7 @@ show("8.1")
 # %% [markdown]
 # **Against the library.** Plug the exact fields of the eight-Gaussian toy into the library's
 # `FlowMatching` (its velocity) and `DDPM` (its noise predictor), each by overriding that one hook
-# (`unigm.derivations.toys`), and call their unchanged `log_prob`: RK4 on the ODE with the exact
+# (`unigm.course.derivations.toys`), and call their unchanged `log_prob`: RK4 on the ODE with the exact
 # divergence. `DDPM.log_prob` starts at $t=1/T$, the smallest noise it was trained on, so its
 # truth is $\log p_{1/T}$.
 
@@ -880,7 +882,7 @@ show("12.11", "12.12")
 # %% [markdown]
 # ## Every check, in one table
 #
-# The same table as `python -m unigm.derivations` (the command exits non-zero if any check
+# The same table as `python -m unigm.course.derivations` (the command exits non-zero if any check
 # fails). Checks that share an expensive computation (the VAE quadrature, the ODE likelihoods)
 # compute it once, so the second of them shows almost no time.
 

@@ -136,7 +136,7 @@ assert (kl_to_standard_normal(mean, log_std) >= 0).all()
 
 # %% test="q2.elbo" points=2
 import unigm.vae
-from unigm.grading.kernel_side import replaced
+from unigm.course.grading.kernel_side import replaced
 
 vae = zoo.make("vae", (2,)).eval()  # evaluation mode: the true -ELBO, no KL warm-up
 x = torch.randn(64, 2)

@@ -95,7 +95,7 @@ assert torch.isfinite(huge).all() and abs(huge.item() - (900 + math.log((1 + mat
 ### END HIDDEN TESTS
 
 # %% test="q1.vae" points=2
-from unigm.grading.kernel_side import replaced
+from unigm.course.grading.kernel_side import replaced
 
 vae = zoo.make("vae", (2,)).eval()
 x = torch.randn(32, 2)

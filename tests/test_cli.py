@@ -4,7 +4,8 @@ import json
 import nbformat
 import pytest
 
-from unigm import bench, cli
+from unigm import bench
+from unigm.course import cli
 
 TINY_LECTURE = '''# ---
 # jupyter:
@@ -61,8 +62,10 @@ def test_bench_writes_json_and_markdown(tmp_path, capsys):
     assert rows["gan"]["nll"] is None and rows["gan"]["nfe"] == 1
     assert rows["flow_matching"]["nfe"] == 2 * 32 and rows["flow_matching"]["nll"] is not None
     assert rows["flow_matching"]["w2_floor"] < rows["flow_matching"]["w2_gauss"]
-    table = (tmp_path / "bench.md").read_text()
-    assert table.startswith("| model | dataset |") and table.count("\n") == 4
+    lines = (tmp_path / "bench.md").read_text().splitlines()
+    assert lines[:2] == bench.markdown_table([]).splitlines()  # the header, then one row per result
+    assert [line.split("|")[1:3] for line in lines[2:]] == [[" gan ", " eight_gaussians "],
+                                                            [" flow_matching ", " eight_gaussians "]]
 
 
 def test_bench_rejects_unknown_names_before_training(tmp_path):

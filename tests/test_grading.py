@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from unigm.grading import cli, gradebook, kernel_side, source
-from unigm.grading.runner import Limits, Outcome
+from unigm.course.grading import cli, gradebook, kernel_side, source
+from unigm.course.grading.runner import Limits, Outcome
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.py"))

@@ -78,22 +78,6 @@ def test_bits_per_dim_of_uniform_dequantized_noise():
     assert metrics.nll_nats(torch.tensor([-1.0, -3.0])) == pytest.approx(2.0)
 
 
-def test_count_forward_calls_counts_submodule_evaluations():
-    class Two(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.a, self.b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
-
-    m = Two()
-    with metrics.count_forward_calls(m) as nfe:
-        for _ in range(3):
-            m.a(torch.zeros(1, 2))
-        m.b(torch.zeros(1, 2))
-    assert nfe.count == 4
-    m.a(torch.zeros(1, 2))
-    assert nfe.count == 4  # hooks removed after the block
-
-
 def test_mode_coverage_counts_modes_and_quality():
     toy = data.toy("eight_gaussians")
     g = torch.Generator().manual_seed(0)
@@ -104,3 +88,11 @@ def test_mode_coverage_counts_modes_and_quality():
     assert result.modes_hit == 2 and result.high_quality == 1.0 and sum(result.counts) == 1000
     far = torch.zeros(100, 2)  # the centre of the ring is far from every mode
     assert metrics.mode_coverage(far, toy.means, toy.std).high_quality == 0.0
+
+
+def test_mmd_permutation_test_accepts_same_and_rejects_different_distributions():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(300, 2, generator=g), torch.randn(300, 2, generator=g)
+    shifted = torch.randn(300, 2, generator=g) + 0.5
+    assert metrics.mmd_permutation_test(a, b)[1] > 0.05
+    assert metrics.mmd_permutation_test(a, shifted)[1] <= 0.01

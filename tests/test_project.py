@@ -26,8 +26,12 @@ def test_environment_yml_installs_exactly_the_lock():
     assert re.search(r"^\s+- python=3\.11\s*$", text, flags=re.M)
 
 
-def test_torch_is_pinned_to_the_cpu_build_on_disk():
-    assert lock_pins()["torch"] == "2.13.0"
+def test_the_installed_torch_is_the_pinned_one_and_cpu_only_without_a_gpu():
+    import torch
+
+    assert torch.__version__.split("+")[0] == lock_pins()["torch"]
+    if not torch.cuda.is_available():  # the pin must not have pulled a multi-GB CUDA build onto a CPU machine
+        assert torch.version.cuda is None, f"torch {torch.__version__} is a CUDA build (CUDA {torch.version.cuda})"
 
 
 def test_pyproject_dependencies_are_all_locked():

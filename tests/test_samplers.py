@@ -22,13 +22,43 @@ def test_ode_solvers_converge_at_their_order(method, order):
     assert all(abs(r - order) < 0.2 for r in rates), rates
 
 
-def test_solvers_record_trajectories_and_count_calls():
-    f = samplers.CountCalls(linear_field(1.0))
-    traj = []
-    samplers.heun(f, torch.ones(3, 2), steps=5, trajectory=traj)
-    assert f.calls == 10 and len(traj) == 6
+class LinearField(torch.nn.Module):
+    """f(x, t) = a x as a network: a module with submodules, so that count_nfe can see it."""
+
+    def __init__(self, a):
+        super().__init__()
+        self.scale = torch.nn.Linear(1, 1, bias=False)
+        torch.nn.init.constant_(self.scale.weight, a)
+
+    def forward(self, x, t):
+        return self.scale(x[..., None])[..., 0]
+
+
+@pytest.mark.parametrize("method, per_step", [(samplers.euler, 1), (samplers.heun, 2), (samplers.rk4, 4)])
+def test_solvers_record_trajectories_and_count_network_evaluations(method, per_step):
+    f, traj = LinearField(1.0), []
+    with samplers.count_nfe() as nfe:
+        method(f, torch.ones(3, 2), steps=5, trajectory=traj)
+    assert nfe.count == 5 * per_step and len(traj) == 6  # the nested Linear is not counted again
+    f(torch.ones(1, 2), torch.zeros(1))
+    assert nfe.count == 5 * per_step  # hooks are gone after the block
+    with samplers.count_nfe() as nfe:
+        samplers.euler(linear_field(1.0), torch.ones(3, 2), steps=5)
+    assert nfe.count == 0  # an analytic field is no network
     with pytest.raises(ValueError, match="positive int"):
         samplers.euler(f, torch.ones(1, 1), steps=0)
+
+
+def test_nfe_counter_survives_an_exception_inside_a_network():
+    class Failing(torch.nn.Module):
+        def forward(self, x):
+            raise RuntimeError("boom")
+
+    with samplers.count_nfe() as nfe:
+        with pytest.raises(RuntimeError, match="boom"):
+            Failing()(torch.zeros(1))
+        torch.nn.Linear(1, 1)(torch.zeros(1, 1))
+    assert nfe.count == 2  # the failed call left the nesting depth at zero
 
 
 def test_euler_maruyama_reproduces_ornstein_uhlenbeck_moments():

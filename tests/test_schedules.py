@@ -9,25 +9,19 @@ import torch
 
 from unigm import samplers
 from unigm.autoregressive import CausalConv1d, DilatedCausalStack
-from unigm.diffusion import (
+from unigm.densities import GaussianMixtureOnPath
+from unigm.paths import GaussianPath, linear_path, linear_to_vp, vp_path, vp_to_linear
+from unigm.schedules import (
     alpha_bar_cosine,
+    alpha_bar_of_linear_path,
     alpha_bar_vp_linear,
     beta_vp_linear,
     g_squared_ve,
+    linear_time_of_alpha_bar,
     sigma_bar,
     sigma_ve,
     snr,
     t_of_alpha_bar_vp_linear,
-)
-from unigm.interpolants import (
-    GaussianMixtureOnPath,
-    GaussianPath,
-    alpha_bar_of_linear_path,
-    linear_path,
-    linear_time_of_alpha_bar,
-    linear_to_vp,
-    vp_path,
-    vp_to_linear,
 )
 
 F64 = torch.float64
@@ -84,6 +78,7 @@ def test_path_asserts_its_boundary_values():
             alpha=lambda t: 0.5 + 0 * t,
             sigma=lambda t: t,
             d_alpha=lambda t: 0 * t,
+            d_sigma=lambda t: 1 + 0 * t,
             d_sigma_squared=lambda t: 2 * t,
         )
 

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .tensors import ShapeError, check_n, randn
 
-class ShapeError(ValueError):
-    """Raised when a model receives data that does not match its event shape or dtype."""
+__all__ = ["Adversarial", "Conditional", "FlowBased", "GenerativeModel", "Implicit", "LikelihoodBased", "Player",
+           "ScoreBased", "ShapeError"]
 
 
 class GenerativeModel(nn.Module):
@@ -30,6 +31,9 @@ class GenerativeModel(nn.Module):
 
     Subclasses implement `loss` (what training minimises), `sample` and, where a likelihood
     exists, `log_prob`. `config` is the dataclass the model was built from (see `unigm.zoo`).
+    Randomness comes from the `generator` argument when one is given (the trainer passes its
+    own), so a loss is a pure function of its inputs and the generator's state; state a model
+    must update while training (a warm-up counter, codebook usage) is updated in `after_update`.
     """
 
     name: str = "model"
@@ -43,14 +47,19 @@ class GenerativeModel(nn.Module):
         self.config = config
 
     # -- the contract -------------------------------------------------------------------
-    def loss(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, *event_shape) -> scalar
+    def loss(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """x: (B, *event_shape) -> scalar to minimise."""
         raise NotImplementedError
 
-    def sample(self, n: int, steps: int | None = None) -> torch.Tensor:  # -> (n, *event_shape)
+    def sample(self, n: int, steps: int | None = None, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """-> (n, *event_shape); `steps` sets the sampler's step count where there is one."""
         raise NotImplementedError
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:  # -> (B,)
         raise NotImplementedError(f"{type(self).__name__} defines no likelihood")
+
+    def after_update(self, *batch: torch.Tensor) -> None:
+        """Called by the trainer, under no_grad, after each optimiser step with that step's batch."""
 
     # -- helpers shared by every model ------------------------------------------------------
     @property
@@ -90,9 +99,11 @@ class GenerativeModel(nn.Module):
         return x.to(self.device, self.dtype)
 
     def check_n(self, n) -> int:
-        if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
-            raise ValueError(f"number of samples must be a positive int, got {n!r}")
-        return n
+        return check_n(n)
+
+    def randn(self, *shape: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Standard normal noise of `shape` on the model's device and dtype (from `generator` if given)."""
+        return randn(shape, torch.empty((), device=self.device, dtype=self.dtype), generator)
 
     def flat(self, x: torch.Tensor) -> torch.Tensor:
         """(B, *event_shape) -> (B, D), for the MLPs of the 2D models."""
@@ -132,9 +143,10 @@ class FlowBased(GenerativeModel):
 class Player:
     """One player of an adversarial game, as the trainer needs it.
 
-    `loss(x)` is this player's objective on a data batch; only `module`'s parameters are
-    updated with it. `updates` is how many times the player moves per training step;
-    `after_step` (if given) runs after each of its optimiser steps (e.g. WGAN weight clipping).
+    `loss(*batch, generator=...)` is this player's objective on a data batch; only `module`'s
+    parameters are updated with it. `updates` is how many times the player moves per training
+    step; `after_step(*batch)` (if given) runs after each of its optimiser steps (e.g. WGAN
+    weight clipping).
     """
 
     name: str
@@ -143,7 +155,7 @@ class Player:
     updates: int = 1
     lr: float | None = None  # None: the lr given to fit()
     betas: tuple[float, float] = (0.5, 0.999)
-    after_step: callable = None
+    after_step: callable = None  # after_step(*batch), after each of this player's optimiser steps
 
 
 class Adversarial:
@@ -153,17 +165,29 @@ class Adversarial:
         raise NotImplementedError
 
 
+class Conditional:
+    """Mixin for conditional models p_theta(x | c): class labels, text tokens or actions.
 
-def as_time(t, batch: int, like: torch.Tensor) -> torch.Tensor:
-    """Broadcast a float or tensor time to shape (batch,) on `like`'s device and dtype."""
-    t = torch.as_tensor(t, dtype=like.dtype, device=like.device)
-    if t.dim() == 0:
-        return t.expand(batch)
-    if t.shape != (batch,):
-        raise ShapeError(f"time must be a scalar or have shape ({batch},), got {tuple(t.shape)}")
-    return t
+    The contract gains the condition as a second argument, batched like x:
+        loss(x, c, *, generator=None)        x (B, *event_shape), c (B, *condition_shape)
+        sample(n, c, steps=None, *, generator=None) -> (n, *event_shape), c (n, *condition_shape)
+    The trainer needs nothing new: fit(model, (x, c), ...) draws both with the same indices and
+    calls loss(x, c). `condition_shape` is the shape of one condition (() for a class index) and
+    `condition_dtype` its dtype (torch.long for labels and tokens, None: any floating dtype)."""
 
+    condition_shape: tuple[int, ...] = ()
+    condition_dtype: torch.dtype | None = torch.long
 
-def expand_like(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """(B,) -> (B, 1, ..., 1) so that it broadcasts against x of shape (B, *E)."""
-    return t.reshape(t.shape[0], *([1] * (x.dim() - 1)))
+    def check_condition(self, c, batch: int) -> torch.Tensor:
+        """Validate a batch of `batch` conditions and move it to the model's device."""
+        name = type(self).__name__
+        if not isinstance(c, torch.Tensor):
+            raise ShapeError(f"{name} expects its condition as a torch.Tensor, got {type(c).__name__}")
+        expected = (batch, *self.condition_shape)
+        if tuple(c.shape) != expected:
+            raise ShapeError(f"{name} expects conditions of shape {expected}, got {tuple(c.shape)}")
+        if self.condition_dtype is not None and c.dtype != self.condition_dtype:
+            raise ShapeError(f"{name} expects conditions of dtype {self.condition_dtype}, got {c.dtype}")
+        if self.condition_dtype is None and not torch.is_floating_point(c):
+            raise ShapeError(f"{name} expects floating-point conditions, got {c.dtype}")
+        return c.to(self.device)

@@ -26,8 +26,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-LOG_2PI = math.log(2 * math.pi)
-
+from .densities import isotropic_gaussian_log_prob
+from .tensors import check_n
 
 class Toy2D:
     """A 2D distribution with an exact sampler and (where it exists) an exact log-density."""
@@ -59,12 +59,6 @@ def _check_points(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def _check_n(n) -> int:
-    if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
-        raise ValueError(f"number of samples must be a positive int, got {n!r}")
-    return n
-
-
 class GaussianMixture(Toy2D):
     """Equal-weight mixture of isotropic Gaussians N(mu_k, std^2 I)."""
 
@@ -74,15 +68,14 @@ class GaussianMixture(Toy2D):
         self.std = float(std)
 
     def sample(self, n, generator=None):
-        n = _check_n(n)
+        n = check_n(n)
         k = torch.randint(len(self.means), (n,), generator=generator)
         return self.means[k] + self.std * torch.randn(n, 2, generator=generator)
 
     def log_prob(self, x):
         x = _check_points(x)
         d2 = (x[:, None, :] - self.means[None].to(x)).pow(2).sum(-1)  # (n, K)
-        log_normal = -0.5 * d2 / self.std**2 - 2 * math.log(self.std) - LOG_2PI
-        return torch.logsumexp(log_normal, dim=1) - math.log(len(self.means))
+        return torch.logsumexp(isotropic_gaussian_log_prob(d2, self.std**2, 2), dim=1) - math.log(len(self.means))
 
 
 class Checkerboard(Toy2D):
@@ -91,7 +84,7 @@ class Checkerboard(Toy2D):
     name = "checkerboard"
 
     def sample(self, n, generator=None):
-        n = _check_n(n)
+        n = check_n(n)
         u = torch.rand(n, 2, generator=generator)
         col = torch.randint(4, (n,), generator=generator)
         row = 2 * torch.randint(2, (n,), generator=generator) + (col % 2)  # black: row+col even
@@ -130,7 +123,7 @@ class NoisyCurves(Toy2D):
         self.weights = torch.tensor([c.weight / total for c in curves])
 
     def sample(self, n, generator=None):
-        n = _check_n(n)
+        n = check_n(n)
         k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         u = torch.rand(n, generator=generator)
         out = torch.empty(n, 2)
@@ -156,8 +149,7 @@ class NoisyCurves(Toy2D):
         out = []
         for chunk in x.double().split(4096):
             d2 = torch.cdist(chunk, points).pow(2)  # (c, M)
-            log_normal = -0.5 * d2 / self.noise**2 - 2 * math.log(self.noise) - LOG_2PI
-            out.append(torch.logsumexp(log_normal + log_w, dim=1))
+            out.append(torch.logsumexp(isotropic_gaussian_log_prob(d2, self.noise**2, 2) + log_w, dim=1))
         return torch.cat(out).to(x.dtype)
 
 
@@ -343,7 +335,7 @@ def mnist(split: str = "train", root: Path | None = None, download: bool = False
         if not download:
             raise FileNotFoundError(
                 f"MNIST {split} files not found in {folder} (missing: {', '.join(p.name for p in missing)}). "
-                "Call unigm.data.mnist(..., download=True) or run `python -m unigm.cli download-mnist` "
+                "Call unigm.data.mnist(..., download=True) or run `python -m unigm.course.cli download-mnist` "
                 f"once with network access, or copy the IDX files there (set $UNIGM_DATA to move the cache)."
             )
         download_mnist(root)

@@ -9,7 +9,6 @@ Gaussian fit; quality is the fraction of the gap closed,
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -40,23 +39,42 @@ def wasserstein2(x, y) -> float:
     return math.sqrt(max(float(w2_squared), 0.0))
 
 
-def mmd_rbf(x, y, bandwidths=(0.1, 0.2, 0.5, 1.0, 2.0)) -> float:
-    """Unbiased estimate of MMD^2 (Gretton et al. 2012) with the sum of RBF kernels
-    k(a, b) = sum_s exp(-|a - b|^2 / (2 s^2)) over the bandwidths s."""
+MMD_BANDWIDTHS = (0.1, 0.2, 0.5, 1.0, 2.0)  # RBF scales for data of unit order (the 2D toys)
+
+
+def rbf_kernel(a: torch.Tensor, b: torch.Tensor, bandwidths=MMD_BANDWIDTHS) -> torch.Tensor:
+    """k(a_i, b_j) = sum_s exp(-|a_i - b_j|^2 / (2 s^2)) over the bandwidths s: (n, m)."""
+    d2 = torch.cdist(a, b).pow(2)
+    return sum(torch.exp(-d2 / (2 * s**2)) for s in bandwidths)
+
+
+def mmd_rbf(x, y, bandwidths=MMD_BANDWIDTHS) -> float:
+    """Unbiased estimate of MMD^2 (Gretton et al. 2012) with the multi-scale RBF kernel."""
     a = torch.as_tensor(_numpy2d(x))
     b = torch.as_tensor(_numpy2d(y))
     n, m = len(a), len(b)
     if n < 2 or m < 2:
         raise ValueError("MMD needs at least two points in each sample")
-
-    def kernel(p, q):
-        d2 = torch.cdist(p, q).pow(2)
-        return sum(torch.exp(-d2 / (2 * s**2)) for s in bandwidths)
-
-    kxx, kyy, kxy = kernel(a, a), kernel(b, b), kernel(a, b)
+    kxx, kyy, kxy = rbf_kernel(a, a, bandwidths), rbf_kernel(b, b, bandwidths), rbf_kernel(a, b, bandwidths)
     sum_xx = (kxx.sum() - kxx.diagonal().sum()) / (n * (n - 1))
     sum_yy = (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))
     return float(sum_xx + sum_yy - 2 * kxy.mean())
+
+
+def mmd_permutation_test(x, y, permutations: int = 200, bandwidths=MMD_BANDWIDTHS,
+                         seed: int = 0) -> tuple[float, float]:
+    """Two-sample test (Gretton et al. 2012): the biased MMD^2 with the multi-scale RBF kernel and its
+    permutation p-value, p = (1 + #{permuted >= observed}) / (1 + permutations). Returns (mmd2, p)."""
+    z = torch.cat([torch.as_tensor(_numpy2d(x)), torch.as_tensor(_numpy2d(y))])
+    kernel = rbf_kernel(z, z, bandwidths)  # (N, N)
+    n, total = len(x), len(z)
+    signs = torch.cat([torch.full((n,), 1.0 / n), torch.full((total - n,), -1.0 / (total - n))]).double()
+    g = torch.Generator().manual_seed(seed)
+    columns = torch.stack([signs[torch.randperm(total, generator=g)] for _ in range(permutations)], dim=1)
+    observed = (signs @ kernel @ signs).item()
+    null = ((kernel @ columns) * columns).sum(0)  # (permutations,)
+    p_value = (1 + (null >= observed).sum().item()) / (1 + permutations)
+    return observed, p_value
 
 
 def gaussian_fit_samples(data: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -125,31 +143,6 @@ def bits_per_dim(log_prob: torch.Tensor, dims: int, levels: int | None = None) -
     if levels is not None:
         nll += dims * math.log(levels)
     return nll / (dims * math.log(2))
-
-
-class CallCount:
-    count: int = 0
-
-
-@contextmanager
-def count_forward_calls(model: torch.nn.Module):
-    """Count network evaluations (NFE) inside the block: calls of the model's direct submodules.
-
-    with count_forward_calls(model) as nfe:
-        model.sample(1000)
-    nfe.count  # e.g. 1 for a GAN, 2 x steps for a Heun flow sampler
-    """
-    counter = CallCount()
-
-    def hook(module, args, output):
-        counter.count += 1
-
-    handles = [child.register_forward_hook(hook) for child in model.children()]
-    try:
-        yield counter
-    finally:
-        for h in handles:
-            h.remove()
 
 
 @dataclass(frozen=True)
