@@ -55,12 +55,12 @@ class StyleGenerator(nn.Module):
 
 @dataclass
 class StyleGANConfig(GANConfig):
-    r1_gamma: float = 1.0  # with 0.1, 1 of 3 seeds collapsed onto one mode of 8 gaussians (measured)
+    r1_gamma: float = 5.0  # measured over seeds 0-2: gamma 1 diverged on 3 of 6 runs (G < 0), gamma 5 gave G 0.4-0.87
     w_dim: int = 8
     mapping_depth: int = 3
 
 
-@register("stylegan", recipes={"2d": Recipe(steps=800, lr=1e-3, min_quality={"two_moons": 0.1, "eight_gaussians": 0.55})})
+@register("stylegan", recipes={"2d": Recipe(steps=800, lr=1e-3, min_quality={"two_moons": 0.25, "eight_gaussians": 0.55})})
 class StyleGAN(GAN):
     """Non-saturating GAN + R1 with a style-based generator; generator.mapping(z) gives the W
     code and generator.synthesize(w) the sample, for interpolation in W instead of Z."""

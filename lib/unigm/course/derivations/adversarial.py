@@ -74,6 +74,14 @@ def mixture_pair(x: torch.Tensor):
     return log_p, log_q
 
 
+def mixture_pair_on_grid(half_width: float):
+    """Quadrature nodes and weights on [-half_width, half_width] with the mixture pair's log-densities
+    and densities there: (x, w, log_p, log_q, p, q)."""
+    x, w = quadrature_1d(-half_width, half_width)
+    log_p, log_q = mixture_pair(x)
+    return x, w, log_p, log_q, log_p.exp(), log_q.exp()
+
+
 def sample_pair(n: int, g: torch.Generator):
     k = torch.randint(2, (n,), generator=g)
     x_p = torch.where(
@@ -92,9 +100,7 @@ def sample_pair(n: int, g: torch.Generator):
     "gives 2 JSD, and the library's discriminator_loss at logit log p - log q estimates log 4 - 2 JSD",
 )
 def optimal_discriminator_numeric():
-    x, w = quadrature_1d(-12.0, 12.0)
-    log_p, log_q = mixture_pair(x)
-    dens_p, dens_q = log_p.exp(), log_q.exp()
+    x, w, log_p, log_q, dens_p, dens_q = mixture_pair_on_grid(12.0)
     logit = log_p - log_q
 
     def value(logits):  # V(D) = E_p log D + E_q log(1 - D), with D = sigmoid(logit)
@@ -303,9 +309,7 @@ for _number, _name in enumerate(F_DIVERGENCES, start=7):
     "(quadrature)",
 )
 def variational_bound_is_tight():
-    x, w = quadrature_1d(-8.0, 8.0)
-    log_p, log_q = mixture_pair(x)
-    dens_p, dens_q = log_p.exp(), log_q.exp()
+    x, w, log_p, log_q, dens_p, dens_q = mixture_pair_on_grid(8.0)
     ratio = torch.exp(log_p - log_q)
     parts = []
     for name, entry in F_DIVERGENCES.items():

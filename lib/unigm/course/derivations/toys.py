@@ -22,25 +22,24 @@ def eight_gaussians(path: str = "vp") -> GaussianMixtureOnPath:
     return GaussianMixtureOnPath.from_toy(data.toy("eight_gaussians"), vp_path() if path == "vp" else linear_path())
 
 
-class ExactDDPM(DDPM):
-    """The library's DDPM with the exact noise predictor E[eps | x_t] = -sqrt(1 - alpha_bar) score."""
+class _ExactOnMixture:
+    """A library model (float64) that knows the exact mixture it should have learned."""
 
     def __init__(self, mixture: GaussianMixtureOnPath, **config):
-        super().__init__((mixture.means.shape[1],), DDPM.Config(**config))
+        super().__init__((mixture.means.shape[1],), self.Config(**config))
         self.mixture = mixture
         self.double()
+
+
+class ExactDDPM(_ExactOnMixture, DDPM):
+    """The library's DDPM with the exact noise predictor E[eps | x_t] = -sqrt(1 - alpha_bar) score."""
 
     def predict_eps(self, x, t):
         return -per_example(1 - self.alpha_bar(t), x).sqrt() * self.mixture.score(x, t)
 
 
-class ExactFlowMatching(FlowMatching):
+class ExactFlowMatching(_ExactOnMixture, FlowMatching):
     """The library's FlowMatching with the exact marginal velocity of the linear path."""
-
-    def __init__(self, mixture: GaussianMixtureOnPath, **config):
-        super().__init__((mixture.means.shape[1],), FlowMatching.Config(**config))
-        self.mixture = mixture
-        self.double()
 
     def velocity(self, x, t):
         return self.mixture.velocity(x, torch.as_tensor(t, dtype=x.dtype).expand(x.shape[0]))
