@@ -16,14 +16,26 @@
 # %% [markdown]
 # # Exercise 02: derive it, then check it against the code
 #
-# *Goes with lecture 02 (proofs). 5 questions, 15 points; runs in seconds.*
+# *Goes with lecture 02 (proofs). 5 questions, 15 points; runs in about ten seconds.*
 #
-# Each question asks for a small derivation, done with sympy where it is symbolic, and checks
-# it twice: against a closed form and against the course library, the code that trains the
-# models. Fill in every `# YOUR CODE HERE` (delete the `raise NotImplementedError` line under
-# it) and run the test cell under each answer; `unigm-grade check 02_proofs.ipynb` checks the
-# whole notebook. Grading adds hidden tests and runs the notebook top to bottom. Time runs from
-# $t = 0$ (data) to $t = 1$ (noise).
+# Each question asks for a derivation that lecture 02 does **not** write out for you (a case it
+# skips, a direction it does not take, or a general form of a special case it proves), and checks
+# your result numerically against the course library, the code that trains the models. Derive on
+# paper or with sympy (imported below), then write the result as a function. One question
+# asks you to run a sampler and read a plot. Fill in every `# YOUR CODE HERE` (delete the
+# `raise NotImplementedError` line under it) and run the test cell under each answer;
+# `unigm-grade check 02_proofs.ipynb` checks the whole notebook. Grading adds hidden tests and
+# runs the notebook top to bottom. Time runs from $t = 0$ (data) to $t = 1$ (noise).
+#
+# Notation (lecture 02, result 3): a Gaussian path is $x_t = \alpha_t x_0 + \sigma_t \varepsilon$ with
+# $\varepsilon \sim \mathcal N(0, I)$, and its signal-to-noise ratio is $\mathrm{SNR}(t) = \alpha_t^2 / \sigma_t^2$. The
+# library's `GaussianPath` objects (`unigm.paths.linear_path()`, `unigm.paths.vp_path()`) give
+# $\alpha$, $\sigma$ and their time derivatives as functions of a tensor `t`:
+# `path.alpha(t)`, `path.sigma(t)`, `path.d_alpha(t)`, `path.d_sigma(t)`.
+# Flow matching uses the linear path $\alpha_t = 1 - t$, $\sigma_t = t$; DDPM the VP path
+# $\alpha_t = \sqrt{\bar\alpha(t)}$, $\sigma_t = \sqrt{1 - \bar\alpha(t)}$ with the linear schedule
+# $\bar\alpha(t) = \exp\!\big(-\beta_\min t - \tfrac12 (\beta_\max - \beta_\min) t^2\big)$,
+# $\beta_\min = 0.1$, $\beta_\max = 20$.
 
 # %%
 import math
@@ -31,128 +43,248 @@ import math
 import sympy as sp
 import torch
 
-torch.manual_seed(0)
+from unigm.paths import linear_path, vp_path
 
-# the symbols every question uses
-s, t = sp.symbols("s t", nonnegative=True)
-beta_min, beta_max = sp.symbols("beta_min beta_max", positive=True)
-x_t, x_0, eps, eps_hat = sp.symbols("x_t x_0 epsilon epsilon_hat", real=True)
-a = sp.symbols("alpha_bar", positive=True)  # alpha_bar(t), in (0, 1)
-p, q, D = sp.symbols("p q D", positive=True)  # two densities at one point, a discriminator value
-u = sp.symbols("u", positive=True)  # the argument of a divergence generator f(u), u = p / q
-tau = sp.symbols("tau", real=True)  # the argument of its conjugate f*
+torch.manual_seed(0)
+u = sp.symbols("u", positive=True)  # the argument of a divergence generator f(u), u = p / q (Q4)
+tau = sp.symbols("tau", real=True)  # the argument of its conjugate f* (Q4)
 
 # %% [markdown]
-# ## Q1 (3 points): the noise schedule is an integral
+# ## Q1 (3 points): flow matching and DDPM at the same noise level
 #
-# The variance-preserving SDE $dx = -\tfrac12\beta(t)\,x\,dt + \sqrt{\beta(t)}\,dW$ keeps the signal
-# scale $\sqrt{\bar\alpha(t)}$ with $\bar\alpha(t) = \exp\!\big(-\int_0^t \beta(s)\,ds\big)$. For the linear
-# schedule $\beta(s) = \beta_\min + s(\beta_\max - \beta_\min)$, compute $\bar\alpha(t)$ with
-# `sp.integrate`, as an expression in the symbols `t`, `beta_min`, `beta_max` above.
+# Flow matching's linear path and DDPM's VP path blur the data in the same way when their SNRs
+# are equal (lecture 02, step 3.6). Lecture 02 maps a VP noise level to a linear time; here you
+# go the other way, all the way to the DDPM's clock.
+#
+# 1. `matched_alpha_bar(t)`: the $\bar\alpha$ at which a VP path has the SNR of the linear path at
+#    time $t$.
+# 2. `linear_from_vp(x_vp, t)`: a VP sample $x_\text{VP} = \sqrt{\bar\alpha}\,x_0 + \sqrt{1-\bar\alpha}\,\varepsilon$
+#    at that $\bar\alpha$ is a rescaled linear-path sample. Return the linear-path sample
+#    $(1 - t)x_0 + t\varepsilon$ (same $x_0$, same $\varepsilon$), computed from `x_vp` and `t` alone.
+#    `x_vp` has shape `(B, *E)` and `t` shape `(B,)`.
+# 3. `vp_time(t, beta_min, beta_max)`: the time $\tau \in (0, 1)$ on the DDPM's own clock (the
+#    linear $\beta$ schedule above) whose $\bar\alpha(\tau)$ is that matched value. You will need to
+#    solve a quadratic; pick the root in $(0, 1)$.
+#
+# Work with torch tensors (`t` is a float tensor of any shape for 1 and 3).
 
 # %%
-def alpha_bar_expression():
-    """exp(-int_0^t beta(s) ds) for beta(s) = beta_min + s (beta_max - beta_min), in t, beta_min, beta_max."""
+def matched_alpha_bar(t):
+    """alpha_bar with SNR_VP = SNR of the linear path at time t."""
     # YOUR CODE HERE
     raise NotImplementedError("q1: replace this line with your answer")
 
 
-# %% test="q1.library" points=2
+def linear_from_vp(x_vp, t):
+    """(1 - t) x0 + t eps from x_vp = sqrt(a) x0 + sqrt(1 - a) eps at a = matched_alpha_bar(t); t (B,)."""
+    # YOUR CODE HERE
+    raise NotImplementedError("q1: replace this line with your answer")
+
+
+def vp_time(t, beta_min=0.1, beta_max=20.0):
+    """The DDPM time tau whose alpha_bar(tau) equals matched_alpha_bar(t)."""
+    # YOUR CODE HERE
+    raise NotImplementedError("q1: replace this line with your answer")
+
+
+# %% test="q1.alpha_bar" points=1
+t = torch.linspace(0.02, 0.98, 49, dtype=torch.float64)
+a = matched_alpha_bar(t)
+assert a.shape == t.shape and ((a > 0) & (a < 1)).all(), "one alpha_bar in (0, 1) per time"
+assert torch.allclose(a / (1 - a), linear_path().snr(t), rtol=1e-10), "the VP SNR a / (1 - a) differs from the linear one"
+### HIDDEN TESTS: run only when the notebook is graded
+
+# %% test="q1.map" points=1
+x0, eps = torch.randn(8, 2, dtype=torch.float64), torch.randn(8, 2, dtype=torch.float64)
+t = torch.rand(8, dtype=torch.float64) * 0.96 + 0.02
+snr = linear_path().snr(t)
+a = (snr / (1 + snr))[:, None]  # the matched alpha_bar, from the SNR
+x_vp = a.sqrt() * x0 + (1 - a).sqrt() * eps
+assert torch.allclose(linear_from_vp(x_vp, t), linear_path().sample(x0, eps, t), atol=1e-12), \
+    "not the linear-path sample (1 - t) x0 + t eps"
+### HIDDEN TESTS: run only when the notebook is graded
+
+# %% test="q1.vp_time" points=1
+t = torch.linspace(0.05, 0.95, 19, dtype=torch.float64)
+tau_vp = vp_time(t)  # (not `tau`: that name is Q4's sympy symbol)
+assert tau_vp.shape == t.shape and ((tau_vp > 0) & (tau_vp < 1)).all(), "one DDPM time in (0, 1) per linear time"
+assert torch.allclose(vp_path().snr(tau_vp), linear_path().snr(t), rtol=1e-8), "the DDPM's SNR at tau differs"
+### HIDDEN TESTS: run only when the notebook is graded
+
+# %% [markdown]
+# ## Q2 (3 points): every Gaussian path's regression is a weighted noise loss
+#
+# A velocity model $\hat v$ on a Gaussian path defines a noise prediction $\hat\varepsilon$ through the
+# marginal velocity $u(x, t) = \tfrac{\dot\alpha_t}{\alpha_t} x + \big(\dot\sigma_t - \tfrac{\dot\alpha_t \sigma_t}{\alpha_t}\big)\,\varepsilon$
+# (lecture 02, step 3.4, with $\mathbb E[\varepsilon \mid x]$ replaced by a prediction): $\hat v = u(x_t, t)$ at
+# $\varepsilon = \hat\varepsilon$, and the regression target, $\dot\alpha_t x_0 + \dot\sigma_t \varepsilon$, is $u(x_t, t)$ at
+# the true $\varepsilon$. **Derive** the weight $w(t)$ with
+# $\lVert \hat v - (\dot\alpha_t x_0 + \dot\sigma_t \varepsilon) \rVert^2 = w(t)\,\lVert \hat\varepsilon - \varepsilon \rVert^2$
+# for **any** Gaussian path (lecture 02 does only flow matching's linear path), and write it in
+# terms of the path's `alpha`, `sigma`, `d_alpha`, `d_sigma`.
+#
+# The first test checks it where it matters most: with your weight, a noise loss reproduces
+# `FlowMatching.loss` itself.
+
+# %%
+def eps_loss_weight(path, t):
+    """w(t) with |v_hat - target|^2 = w(t) |eps_hat - eps|^2 on the Gaussian path `path`; t a tensor."""
+    # YOUR CODE HERE
+    raise NotImplementedError("q2: replace this line with your answer")
+
+
+# %% test="q2.flow_matching" points=2
+from unigm import zoo
+
+
+def fm_loss_as_eps_loss(model, x0, seed):
+    """FlowMatching.loss(x0) with the library's noise stream, as a weighted noise loss; (library, ours)."""
+    library = model.loss(x0, generator=torch.Generator().manual_seed(seed))
+    g = torch.Generator().manual_seed(seed)  # the same stream: the library draws x1 (the noise), then t
+    eps = torch.randn(x0.shape, generator=g, dtype=x0.dtype)
+    t = torch.rand(len(x0), generator=g, dtype=x0.dtype)
+    path = linear_path()
+    x_t = path.sample(x0, eps, t)
+    with torch.no_grad():
+        eps_hat = path.eps_from_velocity(x_t, model.velocity(x_t, t), t)  # the noise the velocity implies
+    weight = eps_loss_weight(path, t).reshape(-1, *[1] * (x0.dim() - 1))
+    return library.item(), (weight * (eps_hat - eps) ** 2).mean().item()
+
+
+model = zoo.make("flow_matching", (2,)).double()
+library, ours = fm_loss_as_eps_loss(model, torch.randn(256, 2, dtype=torch.float64), seed=3)
+assert abs(ours - library) < 1e-9 * library, f"weighted noise loss {ours:.6f}, FlowMatching.loss {library:.6f}"
+### HIDDEN TESTS: run only when the notebook is graded
+
+# %% test="q2.paths" points=1
+from unigm.paths import GaussianPath
+
+half_pi = math.pi / 2
+cosine = GaussianPath(  # the trigonometric path alpha = cos(pi t / 2), sigma = sin(pi t / 2)
+    "cosine", alpha=lambda t: torch.cos(half_pi * t), sigma=lambda t: torch.sin(half_pi * t),
+    d_alpha=lambda t: -half_pi * torch.sin(half_pi * t), d_sigma=lambda t: half_pi * torch.cos(half_pi * t),
+    d_sigma_squared=lambda t: half_pi * torch.sin(math.pi * t))
+
+
+def identity_holds(path, t, shape=(2,)):
+    """|v_hat - target|^2 = w |eps_hat - eps|^2 per example, for random x0, eps, eps_hat."""
+    x0, eps, eps_hat = (torch.randn(len(t), *shape, dtype=torch.float64) for _ in range(3))
+    x_t = path.sample(x0, eps, t)
+    target = path.velocity(x0, eps, t)  # d x_t / dt = alpha' x0 + sigma' eps
+    v_hat = path.velocity_from_eps(x_t, eps_hat, t)  # u(x_t, t) at eps = eps_hat
+    left = (v_hat - target).flatten(1).pow(2).sum(1)
+    right = eps_loss_weight(path, t) * (eps_hat - eps).flatten(1).pow(2).sum(1)
+    return torch.allclose(left, right, rtol=1e-9)
+
+
+assert identity_holds(cosine, torch.rand(64, dtype=torch.float64) * 0.98 + 0.01), "fails on the cosine path"
+### HIDDEN TESTS: run only when the notebook is graded
+
+# %% [markdown]
+# ## Q3 (3 points): a DDIM step, and what its error looks like
+#
+# DDIM with $\eta = 0$ (Song, Meng & Ermon 2021, arXiv:2010.02502) moves a sample deterministically
+# from noise level $\bar\alpha_t$ to a less noisy level $\bar\alpha_s > \bar\alpha_t$ with a noise
+# prediction $\hat\varepsilon$: it estimates the clean point $\hat x_0$ by solving
+# $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1 - \bar\alpha_t}\,\varepsilon$ for $x_0$ with $\varepsilon = \hat\varepsilon$,
+# then noises $\hat x_0$ back to level $\bar\alpha_s$ with the **same** $\hat\varepsilon$ (no fresh noise).
+# Write the step from this description; `eps_hat` is passed in as a tensor, `a_t` and `a_s` are
+# floats.
+
+# %%
+def ddim_step(x_t, eps_hat, a_t, a_s):
+    """One deterministic DDIM step from noise level a_t to a_s (alpha_bar values, a_s > a_t)."""
+    # YOUR CODE HERE
+    raise NotImplementedError("q3: replace this line with your answer")
+
+
+# %% test="q3.step" points=2
+from unigm import samplers
 from unigm.schedules import alpha_bar_vp_linear
 
-expression = alpha_bar_expression()
-assert expression.free_symbols <= {t, beta_min, beta_max}, f"use only t, beta_min, beta_max: {expression.free_symbols}"
-for time_value in [0.0, 0.1, 0.5, 1.0]:
-    ours = float(expression.subs({t: time_value, beta_min: 0.1, beta_max: 20.0}))
-    library = alpha_bar_vp_linear(torch.tensor(time_value, dtype=torch.float64)).item()
-    assert abs(ours - library) < 1e-12, f"at t = {time_value}: {ours} but the library's alpha_bar is {library}"
-### HIDDEN TESTS: run only when the notebook is graded
 
-# %% test="q1.ode" points=1
-expression = alpha_bar_expression()
-assert sp.simplify(expression.subs(t, 0)) == 1, "alpha_bar(0) = 1: no noise at t = 0"
-### HIDDEN TESTS: run only when the notebook is graded
-
-# %% [markdown]
-# ## Q2 (3 points): denoising score matching is DDPM's noise loss
-#
-# With $q(x_t \mid x_0) = \mathcal N(\sqrt{\bar\alpha}\,x_0,\ 1 - \bar\alpha)$ (one dimension, `a` stands for
-# $\bar\alpha$), write its score $\partial_{x_t} \log q(x_t \mid x_0)$. A network that predicts the noise,
-# $\hat\varepsilon$, defines the score estimate $\hat s = -\hat\varepsilon / \sqrt{1 - \bar\alpha}$ (this is
-# `DDPM.score`). Find the weight $\lambda(\bar\alpha)$ that makes DDPM's loss and denoising score
-# matching the same objective, $(\hat\varepsilon - \varepsilon)^2 = \lambda\,(\hat s - s)^2$, where $s$ is the
-# score at $x_t = \sqrt{\bar\alpha}\,x_0 + \sqrt{1 - \bar\alpha}\,\varepsilon$.
-
-# %%
-def conditional_score(x_t, x_0, a):
-    """d/dx_t log N(x_t; sqrt(a) x_0, 1 - a), a sympy expression."""
-    # YOUR CODE HERE
-    raise NotImplementedError("q2: replace this line with your answer")
+def step_matches_library(shape, t, s, alpha_bar, dtype=torch.float32):
+    x, eps_hat = torch.randn(16, *shape, dtype=dtype), torch.randn(16, *shape, dtype=dtype)
+    expected = samplers.ddim_step(lambda y, time: eps_hat, x, t, s, alpha_bar, eta=0.0)
+    a_t, a_s = alpha_bar(torch.tensor(t, dtype=torch.float64)).item(), alpha_bar(torch.tensor(s, dtype=torch.float64)).item()
+    ours = ddim_step(x, eps_hat, a_t, a_s)
+    return ours.shape == expected.shape and torch.allclose(ours, expected, rtol=1e-5, atol=1e-5)
 
 
-def dsm_weight(a):
-    """lambda(a) with (eps_hat - eps)^2 = lambda(a) (s_hat - s)^2, a sympy expression in a."""
-    # YOUR CODE HERE
-    raise NotImplementedError("q2: replace this line with your answer")
-
-
-# %% test="q2.score" points=1
-log_q = -(x_t - sp.sqrt(a) * x_0) ** 2 / (2 * (1 - a)) - sp.log(2 * sp.pi * (1 - a)) / 2
-assert sp.simplify(conditional_score(x_t, x_0, a) - sp.diff(log_q, x_t)) == 0, "differs from d/dx_t log q"
-### HIDDEN TESTS: run only when the notebook is graded
-
-# %% test="q2.weight" points=2
-from unigm.diffusion import DDPM
-
-score = conditional_score(sp.sqrt(a) * x_0 + sp.sqrt(1 - a) * eps, x_0, a)
-score_hat = -eps_hat / sp.sqrt(1 - a)
-assert sp.simplify((eps_hat - eps) ** 2 - dsm_weight(a) * (score_hat - score) ** 2) == 0, "not the same objective"
-# the same identity with the library's DDPM (an untrained network is as good as any here)
-ddpm = DDPM((2,)).double()
-x0_batch, noise = torch.randn(16, 2, dtype=torch.float64), torch.randn(16, 2, dtype=torch.float64)
-times = torch.rand(16, dtype=torch.float64) * 0.98 + 0.01
-noisy = ddpm.noise(x0_batch, noise, times)
-with torch.no_grad():
-    noise_hat, score_net = ddpm.predict_eps(noisy, times), ddpm.score(noisy, times)
-alpha_bar_t = ddpm.alpha_bar(times)
-weight = torch.tensor([float(dsm_weight(a).subs(a, value)) for value in alpha_bar_t.tolist()], dtype=torch.float64)
-score_true = -noise / (1 - alpha_bar_t).sqrt()[:, None]
-assert torch.allclose((noise_hat - noise).pow(2).sum(1), weight * (score_net - score_true).pow(2).sum(1), rtol=1e-8)
+assert step_matches_library((2,), 0.7, 0.45, alpha_bar_vp_linear), "differs from unigm.samplers.ddim_step (eta = 0)"
+assert step_matches_library((2,), 0.3, 0.0, alpha_bar_vp_linear), "differs from ddim_step on the last step, to s = 0"
 ### HIDDEN TESTS: run only when the notebook is graded
 
 # %% [markdown]
-# ## Q3 (3 points): what the optimal GAN discriminator computes
-#
-# At one point $x$, with $p = p_\text{data}(x)$ and $q = p_g(x)$, the discriminator maximises
-# $p \log D + q \log(1 - D)$. Solve for the maximiser $D^*$ with sympy, then write the
-# discriminator's loss at the optimum, $-\big(p \log D^* + q \log(1 - D^*)\big)$, as an expression in
-# `p` and `q`. Summed over $x$ it is $\log 4 - 2\,\mathrm{JSD}(p_\text{data} \,\|\, p_g)$ (Goodfellow et al. 2014).
+# DDIM in action (the library's sampler, so a slip in your step costs nothing here). Take
+# one-dimensional Gaussian data $x_0 \sim \mathcal N(m, v)$. Its exact noise
+# prediction is known in closed form, $\mathbb E[\varepsilon \mid x_t] = \sqrt{1 - \bar\alpha}\,(x_t - \sqrt{\bar\alpha}\,m) / (\bar\alpha v + 1 - \bar\alpha)$,
+# and so is where the probability-flow ODE carries each starting point. The cell below runs the
+# library's DDIM sampler with that **exact** noise prediction for $N = 1, 2, 4, \dots, 256$ steps
+# from $t = 1$ to $t = 0$, for two data sets, a single point ($v = 0$) and a Gaussian ($v = 0.5$),
+# and plots the error against the exact ODE endpoint. Predict first: with a perfect network, is
+# DDIM exact?
 
 # %%
-def optimal_discriminator():
-    """argmax over D of p log D + q log(1 - D), an expression in p and q."""
+import matplotlib.pyplot as plt
+
+from unigm import samplers
+from unigm.schedules import alpha_bar_vp_linear
+
+data_mean = 1.5
+start = torch.linspace(-3, 3, 101, dtype=torch.float64)[:, None]  # 101 starting points at t = 1
+
+
+def exact_eps(v):
+    def eps(x, time):
+        a = alpha_bar_vp_linear(time)[:, None]
+        return (1 - a).sqrt() * (x - a.sqrt() * data_mean) / (a * v + 1 - a)
+    return eps
+
+
+def exact_endpoint(v):
+    """The probability-flow ODE's x_0 from `start`: affine in x / sqrt(alpha_bar) (lecture 02, step 3.6)."""
+    a1 = alpha_bar_vp_linear(torch.tensor(1.0, dtype=torch.float64))
+    y, lam2 = start / a1.sqrt(), (1 - a1) / a1
+    return data_mean + (y - data_mean) * math.sqrt(v / (v + lam2))
+
+
+step_counts = [2**k for k in range(9)]
+errors = {}
+for v in (0.0, 0.5):
+    errors[v] = [(samplers.ddim(exact_eps(v), start, n, alpha_bar_vp_linear) - exact_endpoint(v)).abs().max().item()
+                 for n in step_counts]
+plt.figure(figsize=(5, 3.6))
+for v, label in ((0.0, "one point (v = 0)"), (0.5, "Gaussian (v = 0.5)")):
+    plt.loglog(step_counts, [max(e, 1e-17) for e in errors[v]], "o-", label=label)
+plt.xlabel("DDIM steps N")
+plt.ylabel("max |error| at t = 0")
+plt.legend()
+plt.grid(True, which="both", alpha=0.3)
+plt.show()
+
+# %% [markdown]
+# *Figure: the error of DDIM with a perfect noise prediction, against the number of steps
+# (log-log axes; an error of $10^{-13}$ or less is floating-point rounding).*
+#
+# For each data set, which statement fits the plot?
+#
+# - **A.** Exact (rounding error only) for every $N$, even $N = 1$.
+# - **B.** The error falls like $1/N$: the line has slope $-1$ (a first-order method, like Euler).
+# - **C.** The error falls like $1/N^2$: slope $-2$.
+# - **D.** The error does not fall as $N$ grows.
+
+# %%
+def ddim_error_behaviour():
+    """(letter for the single point, letter for the Gaussian), each "A", "B", "C" or "D"."""
     # YOUR CODE HERE
     raise NotImplementedError("q3: replace this line with your answer")
 
 
-def loss_at_optimum():
-    """-(p log D* + q log(1 - D*)), an expression in p and q."""
-    # YOUR CODE HERE
-    raise NotImplementedError("q3: replace this line with your answer")
-
-
-# %% test="q3.optimum" points=1
-assert sp.simplify(optimal_discriminator() - p / (p + q)) == 0, "D* is not p / (p + q)"
-### HIDDEN TESTS: run only when the notebook is graded
-
-# %% test="q3.value" points=2
-from scipy.spatial.distance import jensenshannon
-
-p_data, p_model = [0.1, 0.2, 0.3, 0.4], [0.25, 0.25, 0.25, 0.25]
-total = sum(float(loss_at_optimum().subs({p: pi, q: qi})) for pi, qi in zip(p_data, p_model))
-jsd = jensenshannon(p_data, p_model) ** 2  # scipy returns the square root, in nats
-assert abs(total - (math.log(4) - 2 * jsd)) < 1e-10, \
-    f"sum over x = {total:.6f}, but log 4 - 2 JSD = {math.log(4) - 2 * jsd:.6f}"
+# %% test="q3.read" points=1
+answer = ddim_error_behaviour()
+assert len(answer) == 2 and all(letter in ("A", "B", "C", "D") for letter in answer), \
+    "two letters, one per data set, each A, B, C or D"
 ### HIDDEN TESTS: run only when the notebook is graded
 
 # %% [markdown]
@@ -162,7 +294,8 @@ assert abs(total - (math.log(4) - 2 * jsd)) < 1e-10, \
 # the generator $f$ of each divergence. For a strictly convex, differentiable $f$ the supremum is
 # where $\tau = f'(u)$. Write `fenchel_conjugate(f)` for an expression `f` in the symbol `u`,
 # returning an expression in `tau`; it is checked against the table `unigm.gan.F_DIVERGENCES`
-# for KL, reverse KL, Pearson $\chi^2$ and Jensen-Shannon.
+# for KL, reverse KL, Pearson $\chi^2$ (visible tests) and Jensen-Shannon,
+# $f(u) = u \log u - (u + 1) \log\frac{u + 1}{2}$ (hidden, with all four at other points).
 
 # %%
 def fenchel_conjugate(f):
@@ -190,20 +323,37 @@ assert matches_library("kl", u * sp.log(u), [-2.0, -0.5, 0.0, 1.0]), "f(u) = u l
 ### HIDDEN TESTS: run only when the notebook is graded
 
 # %% test="q4.table" points=2
+from unigm.gan import F_DIVERGENCES
+
+
+def conjugate_matches(name, f, taus):
+    """f* from fenchel_conjugate, evaluated at the points taus, against the library's conjugate."""
+    conjugate = fenchel_conjugate(f)
+    for value in taus:
+        ours = complex(conjugate.subs(tau, value).evalf())
+        library = F_DIVERGENCES[name].conjugate(torch.tensor(value, dtype=torch.float64)).item()
+        if abs(ours.imag) > 1e-9 or abs(ours.real - library) > 1e-9:
+            return False
+    return True
+
+
+assert conjugate_matches("reverse_kl", -sp.log(u), [-2.0, -0.5]), "f(u) = -log u (reverse KL): differs from the table"
+assert conjugate_matches("pearson", (u - 1) ** 2, [-1.0, 0.5, 3.0]), "f(u) = (u - 1)^2 (Pearson): differs from the table"
 ### HIDDEN TESTS: run only when the notebook is graded
 
 # %% [markdown]
 # ## Q5 (3 points): Tweedie's formula, the denoiser inside every diffusion model
 #
-# For $x_t = \sqrt{\bar\alpha}\,x_0 + \sqrt{1 - \bar\alpha}\,\varepsilon$, Tweedie's formula gives the
-# posterior mean from the score of the noised marginal:
-# $\mathbb E[x_0 \mid x_t] = \big(x_t + (1 - \bar\alpha)\,\nabla \log p_t(x_t)\big) / \sqrt{\bar\alpha}$.
-# Implement it in torch for a batch `x_t` of shape `(B, *E)`, `score` of the same shape and
-# `alpha_bar` of shape `(B,)`.
+# For $x_t = \sqrt{\bar\alpha}\,x_0 + \sqrt{1 - \bar\alpha}\,\varepsilon$, the posterior mean
+# $\mathbb E[x_0 \mid x_t]$ (the best denoiser) can be computed from the score of the noised marginal
+# $p_t$ alone, whatever the data distribution. **Derive** it: write $p_t(x) = \int q(x \mid x_0)\,p(x_0)\,dx_0$,
+# differentiate under the integral to get $\nabla \log p_t(x) = \mathbb E\big[\nabla_x \log q(x \mid x_0) \,\big|\, x_t = x\big]$,
+# insert the Gaussian kernel's score and solve for $\mathbb E[x_0 \mid x_t]$. Implement the result in torch
+# for a batch `x_t` of shape `(B, *E)`, `score` of the same shape and `alpha_bar` of shape `(B,)`.
 
 # %%
 def tweedie_denoiser(x_t, score, alpha_bar):
-    """E[x_0 | x_t] = (x_t + (1 - alpha_bar) score) / sqrt(alpha_bar), alpha_bar of shape (B,)."""
+    """E[x_0 | x_t] from x_t, the score of p_t at x_t, and alpha_bar of shape (B,)."""
     # YOUR CODE HERE
     raise NotImplementedError("q5: replace this line with your answer")
 
@@ -235,5 +385,7 @@ assert torch.allclose(denoised, x0_from_noise, atol=1e-4), "differs from the x_0
 # %% [markdown]
 # ## Done?
 #
-# Restart the kernel and run all cells: every test cell should pass. Lecture 02 derives the same
-# results step by step, each checked by `unigm.course.derivations`.
+# Restart the kernel and run all cells: every test cell should pass. Lecture 02 proves the
+# results these questions build on step by step, each checked by `unigm.course.derivations`; Q1 to
+# Q3 together say that one Euler step of flow matching and one DDIM step at the matched noise
+# levels are the same update.

@@ -16,12 +16,14 @@
 # %% [markdown]
 # # Exercise 00: the four losses, by hand
 #
-# *Goes with lecture 00 (quickstart). 5 questions, 15 points; runs in seconds, no training.*
+# *Goes with lecture 00 (quickstart). 6 questions, 18 points; runs in about half a minute on a
+# laptop CPU (one question trains a small model for a few seconds).*
 #
 # Lecture 00 wrote each training loss as *distance(prediction, target)*. Here you build those
-# losses yourself, from the formulas, and check them against the course library and closed
-# forms. Fill in every `# YOUR CODE HERE` (delete the `raise NotImplementedError` line under
-# it) and run the test cell under each answer: a test passes when it runs without error.
+# losses yourself, derive the two closed forms they rest on (a KL divergence and the optimal
+# discriminator), check everything against the course library, and finally train a model and
+# read a plot. Fill in every `# YOUR CODE HERE` (delete the `raise NotImplementedError` line
+# under it) and run the test cell under each answer: a test passes when it runs without error.
 #
 # - Check the whole notebook from a terminal: `unigm-grade check 00_quickstart.ipynb` (or the
 #   `.py` file) executes it in a fresh kernel and lists each test with its points.
@@ -29,6 +31,8 @@
 #   running your whole notebook top to bottom: it must run without your manual steps. Code you
 #   type into a test cell is not run when graded; write answers in the answer cells.
 # - Time runs from $t = 0$ (data) to $t = 1$ (noise), as everywhere in the course.
+# - No answer draws random numbers: the noise a loss needs is passed in as an argument, so your
+#   result never depends on the order in which you would have drawn it.
 
 # %%
 import math
@@ -88,17 +92,18 @@ assert gaussian_log_prob(x64, mean64, log_std64).dtype == torch.float64  # no si
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## Q2 (3 points): the KL term and the negative ELBO of the course's VAE
+# ## Q2 (3 points): derive the KL term, then the negative ELBO of the course's VAE
 #
 # The VAE's encoder gives $q_\phi(z \mid x) = \mathcal N(\mu, \operatorname{diag}\sigma^2)$ and
-# the prior is $\mathcal N(0, I)$. Their KL divergence has the closed form
-# $\mathrm{KL} = \tfrac12 \sum_k (\mu_k^2 + \sigma_k^2 - 1 - 2 \log\sigma_k)$.
+# the prior is $p(z) = \mathcal N(0, I)$. **Derive** $\mathrm{KL}(q \,\|\, p) = \mathbb E_q[\log q(z) - \log p(z)]$
+# in closed form (no sampling): write out both log-densities, and use $\mathbb E_q[z_k] = \mu_k$ and
+# $\mathbb E_q[z_k^2] = \mu_k^2 + \sigma_k^2$. Implement your result with `log_std` $= \log\sigma$.
 #
 # Then write the negative ELBO, averaged over a batch, for the library's `VAE`:
 # `vae.encode(x)` returns `(mean, log_std)` of $q(z \mid x)$ and `vae.decode(z)` returns
-# `(mean, log_std)` of the Gaussian $p(x \mid z)$. Draw one reparameterised
-# $z = \mu + \sigma \varepsilon$ per point with a single call `torch.randn_like(mean)`, so that
-# with the same seed your number is exactly `vae.loss(x)` in evaluation mode.
+# `(mean, log_std)` of the Gaussian $p(x \mid z)$. Use one reparameterised draw
+# $z = \mu + \sigma \varepsilon$ per point, with the standard-normal `eps` (shape `(B, K)`) that is
+# passed in: your function draws nothing itself.
 
 # %%
 def kl_to_standard_normal(mean, log_std):
@@ -108,11 +113,11 @@ def kl_to_standard_normal(mean, log_std):
     ### END SOLUTION
 
 
-def negative_elbo(vae, x):
-    """-ELBO = -(E_q log p(x|z) - KL(q(z|x) || p(z))), one z per point, averaged over the batch."""
+def negative_elbo(vae, x, eps):
+    """-ELBO = -(log p(x|z) - KL(q(z|x) || p(z))) with z = mean + std * eps, averaged over the batch."""
     ### BEGIN SOLUTION
     mean, log_std = vae.encode(x)
-    z = mean + log_std.exp() * torch.randn_like(mean)
+    z = mean + log_std.exp() * eps
     x_mean, x_log_std = vae.decode(z)
     return -(gaussian_log_prob(x, x_mean, x_log_std) - kl_to_standard_normal(mean, log_std)).mean()
     ### END SOLUTION
@@ -125,13 +130,16 @@ mean, log_std = torch.randn(6, 2), 0.5 * torch.randn(6, 2)
 expected = kl_divergence(Normal(mean, log_std.exp()), Normal(0.0, 1.0)).sum(-1)
 assert kl_to_standard_normal(mean, log_std).shape == (6,), "sum over the last (latent) dimension"
 assert torch.allclose(kl_to_standard_normal(mean, log_std), expected, atol=1e-5), "differs from torch.distributions"
+assert kl_to_standard_normal(torch.zeros(3, 4), torch.zeros(3, 4)).abs().max() < 1e-7, "KL(p || p) must be 0"
 ### BEGIN HIDDEN TESTS
 from unigm.vae import kl_to_standard_normal as library_kl
 
-assert kl_to_standard_normal(torch.zeros(3, 5), torch.zeros(3, 5)).abs().max() < 1e-7  # KL(p || p) = 0
 mean, log_std = 3 * torch.randn(4, 5), torch.randn(4, 5)
 assert torch.allclose(kl_to_standard_normal(mean, log_std), library_kl(mean, log_std), rtol=1e-5)
 assert (kl_to_standard_normal(mean, log_std) >= 0).all()
+mean64, log_std64 = torch.randn(2, 3, 4, dtype=torch.float64), torch.randn(2, 3, 4, dtype=torch.float64)
+expected64 = kl_divergence(Normal(mean64, log_std64.exp()), Normal(0.0, 1.0)).sum(-1)
+assert torch.allclose(kl_to_standard_normal(mean64, log_std64), expected64, rtol=1e-10)
 ### END HIDDEN TESTS
 
 # %% test="q2.elbo" points=2
@@ -140,25 +148,28 @@ from unigm.course.grading.kernel_side import replaced
 
 vae = zoo.make("vae", (2,)).eval()  # evaluation mode: the true -ELBO, no KL warm-up
 x = torch.randn(64, 2)
-# checked with the library's log-density and KL in place of yours, so Q1 is not graded twice
+library = vae.loss(x, generator=torch.Generator().manual_seed(1))
+eps = torch.randn(64, vae.config.latent_dim, generator=torch.Generator().manual_seed(1))  # the library's draw
+# checked with the library's log-density and KL in place of yours, so Q1 and Q2.kl are not graded twice
 with replaced(globals(), gaussian_log_prob=unigm.vae.gaussian_log_prob,
               kl_to_standard_normal=unigm.vae.kl_to_standard_normal):
-    torch.manual_seed(1)
-    ours = negative_elbo(vae, x)
-torch.manual_seed(1)
-library = vae.loss(x)
+    ours = negative_elbo(vae, x, eps)
 assert ours.shape == (), "average over the batch: the result is a scalar"
 assert torch.allclose(ours, library, atol=1e-5), f"-ELBO = {ours.item():.4f} but vae.loss(x) = {library.item():.4f}"
 ### BEGIN HIDDEN TESTS
 torch.manual_seed(3)
 vae3 = zoo.make("vae", (3,), latent_dim=4, hidden=32).eval()
 x3 = 2 * torch.randn(33, 3) + 1
+library3 = vae3.loss(x3, generator=torch.Generator().manual_seed(4))
+eps3 = torch.randn(33, 4, generator=torch.Generator().manual_seed(4))
 with replaced(globals(), gaussian_log_prob=unigm.vae.gaussian_log_prob,
               kl_to_standard_normal=unigm.vae.kl_to_standard_normal):
-    torch.manual_seed(4)
-    ours = negative_elbo(vae3, x3)
-torch.manual_seed(4)
-assert torch.allclose(ours, vae3.loss(x3), atol=1e-5)
+    assert torch.allclose(negative_elbo(vae3, x3, eps3), library3, atol=1e-5)
+    # eps = 0: z is the encoder's mean, a deterministic value
+    mean3, log_std3 = vae3.encode(x3)
+    x_mean3, x_log_std3 = vae3.decode(mean3)
+    at_mean = -(unigm.vae.gaussian_log_prob(x3, x_mean3, x_log_std3) - unigm.vae.kl_to_standard_normal(mean3, log_std3)).mean()
+    assert torch.allclose(negative_elbo(vae3, x3, torch.zeros(33, 4)), at_mean, atol=1e-5)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -230,9 +241,9 @@ sum(matches) / len(matches)
 # straight line $x_t = (1 - t)\,x_0 + t\,x_1$ and regresses the network's velocity
 # $v_\theta(x_t, t)$ on the line's velocity $\frac{d x_t}{dt}$:
 # $\mathcal L = \mathbb E_{t, x_0, x_1} \lVert v_\theta(x_t, t) - \tfrac{d x_t}{dt} \rVert^2$
-# (a mean over batch and dimensions). Write the path, then the loss for the library's
-# `FlowMatching` model (`model.velocity(x_t, t)`). Draw `x1 = torch.randn_like(x0)` first,
-# then `t = torch.rand(B)`, so that with the same seed you reproduce `model.loss(x0)`.
+# (a mean over batch and dimensions). Write the path, then the loss of the library's
+# `FlowMatching` model (`model.velocity(x_t, t)`) for a batch `x0`, given its noise partners `x1`
+# and one time per example `t`, shape `(B,)` (the library draws them; you receive them).
 
 # %%
 def linear_path(x0, x1, t):
@@ -243,11 +254,9 @@ def linear_path(x0, x1, t):
     ### END SOLUTION
 
 
-def flow_matching_loss(model, x0):
-    """Conditional flow-matching loss of `model` on the batch x0 (a scalar)."""
+def flow_matching_loss(model, x0, x1, t):
+    """Conditional flow-matching loss of `model` on the batch x0 with partners x1 at times t (a scalar)."""
     ### BEGIN SOLUTION
-    x1 = torch.randn_like(x0)
-    t = torch.rand(x0.shape[0])
     x_t, target = linear_path(x0, x1, t)
     return (model.velocity(x_t, t) - target).pow(2).mean()
     ### END SOLUTION
@@ -274,27 +283,28 @@ assert torch.allclose(linear_path(x0, x1, t)[1], numeric, atol=1e-6)
 # %% test="q4.loss" points=2
 model = zoo.make("flow_matching", (2,))
 x0 = torch.randn(128, 2)
+library = model.loss(x0, generator=torch.Generator().manual_seed(2))
+g = torch.Generator().manual_seed(2)  # the same stream: the library draws x1, then t
+x1, t = torch.randn(128, 2, generator=g), torch.rand(128, generator=g)
 with replaced(globals(), linear_path=model.path):  # checked with the library's path, so Q4's path counts once
-    torch.manual_seed(2)
-    ours = flow_matching_loss(model, x0)
-torch.manual_seed(2)
-library = model.loss(x0)
+    ours = flow_matching_loss(model, x0, x1, t)
 assert ours.shape == (), "a mean over batch and dimensions: a scalar"
 assert torch.allclose(ours, library, atol=1e-6), f"your loss {ours.item():.5f}, model.loss {library.item():.5f}"
 ### BEGIN HIDDEN TESTS
 image_model = zoo.make("flow_matching", (1, 4, 4), hidden=32)
 x0 = torch.rand(16, 1, 4, 4)
+library = image_model.loss(x0, generator=torch.Generator().manual_seed(7))
+g = torch.Generator().manual_seed(7)
+x1, t = torch.randn(16, 1, 4, 4, generator=g), torch.rand(16, generator=g)
 with replaced(globals(), linear_path=image_model.path):
-    torch.manual_seed(7)
-    ours = flow_matching_loss(image_model, x0)
-torch.manual_seed(7)
-assert torch.allclose(ours, image_model.loss(x0), atol=1e-6)
+    ours = flow_matching_loss(image_model, x0, x1, t)
+assert torch.allclose(ours, library, atol=1e-6)
 ours.backward()  # the loss must be differentiable in the model's parameters
 assert all(p.grad is not None for p in image_model.parameters())
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## Q5 (3 points): the GAN discriminator and its optimum
+# ## Q5 (3 points): the GAN discriminator, and the best one there is
 #
 # The discriminator outputs a logit $\ell = \operatorname{logit} D(x)$ and minimises the binary
 # cross-entropy of data (label 1) against samples (label 0):
@@ -302,9 +312,11 @@ assert all(p.grad is not None for p in image_model.parameters())
 # it from logits, without computing $\log D$ from $D = \sigma(\ell)$ (that overflows for large
 # $|\ell|$; `F.softplus` is your friend).
 #
-# For fixed densities, the best discriminator is $D^*(x) = p_\text{data}(x) / (p_\text{data}(x) +
-# p_g(x))$ (Goodfellow et al. 2014), and at $D^*$ the loss equals $\log 4 - 2\,\mathrm{JSD}(p_\text{data}
-# \,\|\, p_g)$. Write $D^*$ for densities given as tensors of values.
+# Now let the discriminator be any function $D(x) \in (0, 1)$, with the generator fixed. In
+# expectation the loss is $-\int \big(p_\text{data}(x) \log D(x) + p_g(x) \log(1 - D(x))\big)\,dx$.
+# **Derive** the $D^*(x)$ that minimises it (hint: the integral can be minimised point by point;
+# at one point it is a function of one number $D$), and write it for densities given as tensors
+# of values.
 
 # %%
 def discriminator_bce(real_logits, fake_logits):
@@ -315,7 +327,7 @@ def discriminator_bce(real_logits, fake_logits):
 
 
 def optimal_discriminator(p_data, p_model):
-    """D*(x) = p_data(x) / (p_data(x) + p_model(x)), elementwise."""
+    """The D*(x) that minimises the expected discriminator loss, elementwise from density values."""
     ### BEGIN SOLUTION
     return p_data / (p_data + p_model)
     ### END SOLUTION
@@ -340,27 +352,110 @@ assert torch.allclose(discriminator_bce(real, fake), discriminator_loss(real, fa
 # %% test="q5.optimum" points=2
 from scipy.spatial.distance import jensenshannon
 
+
+def expected_loss(p, q, d):
+    return -(p * d.log()).sum() - (q * (1 - d).log()).sum()
+
+
 p_data = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
 p_model = torch.full((4,), 0.25, dtype=torch.float64)
 d = optimal_discriminator(p_data, p_model)
-loss_at_optimum = -(p_data * d.log()).sum() - (p_model * (1 - d).log()).sum()
+assert d.shape == (4,) and ((d > 0) & (d < 1)).all(), "one value in (0, 1) per point"
+for shift in (-0.01, 0.01):  # nudging D* either way may not lower the loss
+    assert expected_loss(p_data, p_model, d + shift) >= expected_loss(p_data, p_model, d), "not the minimiser"
 jsd = jensenshannon(p_data.numpy(), p_model.numpy()) ** 2  # scipy returns the square root, in nats
-assert abs(loss_at_optimum.item() - (math.log(4) - 2 * jsd)) < 1e-10, "at D*, the loss is log 4 - 2 JSD"
+assert abs(expected_loss(p_data, p_model, d).item() - (math.log(4) - 2 * jsd)) < 1e-10, \
+    "at the optimum the loss is log 4 - 2 JSD (Goodfellow et al. 2014)"
 ### BEGIN HIDDEN TESTS
 g = torch.Generator().manual_seed(9)
 p, q = torch.rand(20, generator=g, dtype=torch.float64), torch.rand(20, generator=g, dtype=torch.float64)
 p, q = p / p.sum(), q / q.sum()
 d = optimal_discriminator(p, q)
 assert torch.allclose(optimal_discriminator(p, p), torch.full_like(p, 0.5))  # D* = 1/2 when p_g = p_data
-
-
-def expected_bce(d):
-    return -(p * d.log()).sum() - (q * (1 - d).log()).sum()
-
-
 for _ in range(20):  # no other discriminator does better
     other = (d + 0.05 * torch.randn(20, generator=g, dtype=torch.float64)).clamp(1e-3, 1 - 1e-3)
-    assert expected_bce(other) >= expected_bce(d) - 1e-12
+    assert expected_loss(p, q, other) >= expected_loss(p, q, d) - 1e-12
+jsd = jensenshannon(p.numpy(), q.numpy()) ** 2
+assert abs(expected_loss(p, q, d).item() - (math.log(4) - 2 * jsd)) < 1e-10
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## Q6 (3 points): train, look, explain: sampling a flow in one step
+#
+# A flow-matching model samples by integrating its ODE from noise ($t = 1$) to data ($t = 0$); the
+# number of Euler steps is the number of network evaluations (NFE). The cell below trains the
+# course's `flow_matching` model on eight Gaussians (about ten seconds), then draws samples from the
+# **same** noise with 1 Euler step and with 32, and plots them beside the data.
+#
+# **Predict first**: what will the 1-step samples look like? Then run the cell and look.
+
+# %%
+import matplotlib.pyplot as plt
+
+from unigm import bench, data, samplers
+
+eight = data.toy("eight_gaussians")
+fm_model, _ = bench.train("flow_matching", eight, seed=0, steps=1200)
+fm_model.eval()
+noise = torch.randn(1000, 2, generator=torch.Generator().manual_seed(0))
+data_points = eight.sample(1000, torch.Generator().manual_seed(1))
+samples_1 = samplers.euler(fm_model.velocity, noise, 1)
+samples_32 = samplers.euler(fm_model.velocity, noise, 32)
+
+fig, axes = plt.subplots(1, 3, figsize=(12, 4), sharex=True, sharey=True)
+for ax, points, title in zip(axes, (data_points, samples_1, samples_32), ("data", "1 Euler step", "32 Euler steps")):
+    ax.scatter(points[:, 0], points[:, 1], s=3, alpha=0.5)
+    ax.set_title(title)
+    ax.set_aspect("equal")
+    ax.set_xlim(-3, 3)
+    ax.set_ylim(-3, 3)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# *Figure: 1,000 data points, and 1,000 samples of the trained flow from the same noise.*
+#
+# Read the plot, then answer. (a) Of the 8 modes, how many does each sampler **cover**, meaning
+# a visible share of its samples lands on the mode? (b) Which statement explains the 1-step
+# samples?
+#
+# - **A.** The network is undertrained: with more training steps the 1-step samples would cover
+#   the modes.
+# - **B.** At $t = 1$ the noise tells nothing about which data point it is paired with, so the
+#   best velocity makes one Euler step land on $\mathbb E[x_0]$, the mean of the data, for every
+#   noise draw.
+# - **C.** One Euler step overshoots: the samples land far outside the data.
+
+# %%
+def modes_covered():
+    """(modes covered with 1 Euler step, modes covered with 32 Euler steps): two ints in 0..8."""
+    ### BEGIN SOLUTION
+    return 0, 8
+    ### END SOLUTION
+
+
+def why_one_step():
+    """The letter of the statement that explains the 1-step samples: "A", "B" or "C"."""
+    ### BEGIN SOLUTION
+    return "B"
+    ### END SOLUTION
+
+
+# %% test="q6.modes" points=2
+answer = modes_covered()
+assert len(answer) == 2 and all(int(n) == n and 0 <= n <= 8 for n in answer), \
+    "two whole numbers of modes, each from 0 to 8"
+### BEGIN HIDDEN TESTS
+from unigm.metrics import mode_coverage
+
+measured = [mode_coverage(s, eight.means, eight.std).modes_hit for s in (samples_1, samples_32)]
+sum(abs(a - m) <= 1 for a, m in zip(answer, measured)) / 2  # one point per count read within 1 mode
+### END HIDDEN TESTS
+
+# %% test="q6.why" points=1
+assert why_one_step() in ("A", "B", "C"), "one letter: A, B or C"
+### BEGIN HIDDEN TESTS
+assert why_one_step() == "B"
 ### END HIDDEN TESTS
 
 # %% [markdown]

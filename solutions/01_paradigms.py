@@ -16,13 +16,16 @@
 # %% [markdown]
 # # Exercise 01: inside the VAE, flow and GAN families
 #
-# *Goes with lecture 01 (paradigms, part 1). 5 questions, 15 points; runs in seconds, no training.*
+# *Goes with lecture 01 (paradigms, part 1). 6 questions, 19 points; runs in about half a minute
+# on a laptop CPU (the last question trains two small flows for a few seconds each).*
 #
 # Lecture 01 trained a dozen models. Each of them rests on one small piece of code that is easy
 # to get subtly wrong: a bound that underflows, a Jacobian with the wrong half, a stop-gradient
 # in the wrong place, a quantizer with the wrong number of levels, a penalty that does not
-# reach the critic's weights. Here you write those pieces and check them against closed forms
-# and against the course library. Fill in every `# YOUR CODE HERE` (delete the
+# reach the critic's weights, a pairing that is not optimal. Here you write those pieces, derive
+# what a coupling layer's Jacobian is and what optimal transport does in one dimension, check
+# all of it against closed forms and the course library, and read what a coupling does to a
+# trained flow. Fill in every `# YOUR CODE HERE` (delete the
 # `raise NotImplementedError` line under it) and run the test cell under each answer.
 #
 # - Check the whole notebook from a terminal: `unigm-grade check 01_paradigms.ipynb` (or the
@@ -30,6 +33,7 @@
 # - Grading runs the same tests and **hidden** ones (other shapes, seeds and edge cases), after
 #   running your whole notebook top to bottom. Code you type into a test cell is not run when
 #   graded; write answers in the answer cells.
+# - No answer draws random numbers: the noise it needs is passed in as an argument.
 
 # %%
 import math
@@ -52,9 +56,8 @@ torch.manual_seed(0)
 #
 # Then use it for the library's Gaussian `VAE`: `vae.encode(x)` gives the `(mean, log_std)` of
 # $q(z \mid x)$, `vae.decoder_log_prob(x, z)` gives $\log p(x \mid z)$ for `z` of shape
-# `(k, B, K)` (it returns `(k, B)`), and the prior is $\mathcal N(0, I)$. Draw all the noise with
-# one call `torch.randn(k, *mean.shape)` so that, with the same seed, you reproduce
-# `vae.log_prob(x, k)`.
+# `(k, B, K)` (it returns `(k, B)`), and the prior is $\mathcal N(0, I)$. The $k$ reparameterised
+# draws $z_i = \mu + \sigma \varepsilon_i$ use the standard-normal `eps` of shape `(k, B, K)` passed in.
 
 # %%
 def iwae_bound(log_joint, log_q):
@@ -65,11 +68,12 @@ def iwae_bound(log_joint, log_q):
     ### END SOLUTION
 
 
-def vae_iwae_log_prob(vae, x, k):
-    """The k-sample importance-weighted bound on log p(x) of a Gaussian VAE: x (B, D) -> (B,)."""
+def vae_iwae_log_prob(vae, x, eps):
+    """The k-sample importance-weighted bound on log p(x) of a Gaussian VAE, z_i = mean + std * eps_i:
+    x (B, D), eps (k, B, K) -> (B,)."""
     ### BEGIN SOLUTION
     mean, log_std = vae.encode(x)
-    z = mean + log_std.exp() * torch.randn(k, *mean.shape)  # (k, B, K)
+    z = mean + log_std.exp() * eps  # (k, B, K)
     log_prior = gaussian_log_prob(z, torch.zeros_like(z), torch.zeros_like(z))
     log_q = gaussian_log_prob(z, mean, log_std)
     return iwae_bound(vae.decoder_log_prob(x, z) + log_prior, log_q)
@@ -105,25 +109,25 @@ def library_iwae_bound(log_joint, log_q):
     return torch.logsumexp(log_joint - log_q, 0) - math.log(len(log_joint))
 
 
+library = vae.log_prob(x, 16, generator=torch.Generator().manual_seed(1))
+eps = torch.randn(16, 32, vae.config.latent_dim, generator=torch.Generator().manual_seed(1))  # the library's draw
 with torch.no_grad(), replaced(globals(), iwae_bound=library_iwae_bound):  # Q1's bound counts once
-    torch.manual_seed(1)
-    ours = vae_iwae_log_prob(vae, x, 16)
-    torch.manual_seed(1)
-    library = vae.log_prob(x, 16)
+    ours = vae_iwae_log_prob(vae, x, eps)
 assert ours.shape == (32,), "one bound per example"
-assert torch.allclose(ours, library, atol=1e-4), "differs from vae.log_prob(x, k) with the same seed"
+assert torch.allclose(ours, library, atol=1e-4), "differs from vae.log_prob(x, k) with the same noise"
 ### BEGIN HIDDEN TESTS
 torch.manual_seed(5)
 vae3 = zoo.make("vae", (3,), latent_dim=4, hidden=32).eval()
 x3 = torch.randn(40, 3) * 1.5
+library3 = vae3.log_prob(x3, 7, generator=torch.Generator().manual_seed(6))
+eps3 = torch.randn(7, 40, 4, generator=torch.Generator().manual_seed(6))
 with torch.no_grad(), replaced(globals(), iwae_bound=library_iwae_bound):
-    torch.manual_seed(6)
-    ours = vae_iwae_log_prob(vae3, x3, 7)
-    torch.manual_seed(6)
-    assert torch.allclose(ours, vae3.log_prob(x3, 7), atol=1e-4)
+    assert torch.allclose(vae_iwae_log_prob(vae3, x3, eps3), library3, atol=1e-4)
     # more samples, a tighter bound: averaged over 400 points the k = 64 bound beats the ELBO
     x_many = torch.randn(400, 3)
-    assert vae_iwae_log_prob(vae3, x_many, 64).mean() > vae_iwae_log_prob(vae3, x_many, 1).mean()
+    g = torch.Generator().manual_seed(7)
+    tight = vae_iwae_log_prob(vae3, x_many, torch.randn(64, 400, 4, generator=g)).mean()
+    assert tight > vae_iwae_log_prob(vae3, x_many, torch.randn(1, 400, 4, generator=g)).mean()
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -134,9 +138,12 @@ with torch.no_grad(), replaced(globals(), iwae_bound=library_iwae_bound):
 #
 # $$y = m \odot x + (1 - m) \odot \big(x \odot e^{s} + b\big), \qquad (s, b) = \text{conditioner}(m \odot x).$$
 #
-# The Jacobian is triangular, so $\log\lvert\det \partial y / \partial x\rvert = \sum_d (1 - m_d)\, s_d$.
-# Write the layer and its exact inverse. The conditioner may return any values in the masked
-# coordinates: those must not affect $y$ or the log-determinant.
+# **Derive** the log-determinant $\log\lvert\det \partial y / \partial x\rvert$ for one example:
+# which entries of the Jacobian $\partial y_i / \partial x_j$ are zero (order the coordinates
+# masked first), what are its diagonal entries, and why do the derivatives of the conditioner,
+# a whole neural network, not enter? Then solve $y$ for $x$ to get the exact inverse. The
+# conditioner may return any values in the masked coordinates: those must not affect $y$ or the
+# log-determinant.
 
 # %%
 def coupling_forward(x, mask, conditioner):
@@ -428,6 +435,210 @@ torch.manual_seed(9)
 ours = gradient_penalty(model5.discriminator, real5, fake5, torch.rand(20, 1))
 torch.manual_seed(9)
 assert torch.allclose(ours, model5.penalty(real5, fake5, None, None) / model5.config.gp_lambda, rtol=1e-5)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## Q6 (4 points): minibatch optimal transport, and what it does to a flow
+#
+# Flow matching pairs each data point $x_0^{(i)}$ with a noise draw. Independent pairing takes
+# them as drawn; minibatch optimal transport (Tong et al. 2024, arXiv:2302.00482; Pooladian et
+# al. 2023, arXiv:2304.14772) re-pairs a batch of $n$ data points with $n$ noise draws by the
+# permutation $\pi$ that minimises the total squared distance
+# $\sum_i \lVert x_0^{(i)} - x_1^{(\pi(i))} \rVert^2$.
+#
+# **(a)** Write `ot_pairing(x0, x1)` for batches of any event shape `(n, *E)` (the distance runs
+# over all of `E`): it returns the rows of `x1` reordered so that row `i` is the partner of
+# `x0[i]`. Build the cost matrix yourself and solve the assignment exactly with
+# `scipy.optimize.linear_sum_assignment` (or POT's `ot.emd`, which `unigm` uses).
+#
+# **(b)** In one dimension no solver is needed. **Derive** the optimal pairing of $n$ numbers
+# with $n$ numbers: take $a < a'$ and $b < b'$ and compare the cost of pairing them in order,
+# $(a, b), (a', b')$, with the crossed pairing $(a, b'), (a', b)$; what does that say about the
+# optimal permutation? Write `ot_pairing_1d(x0, x1)` for tensors of shape `(n,)` from your
+# result, without calling an assignment solver.
+
+# %%
+from scipy.optimize import linear_sum_assignment
+
+
+def ot_pairing(x0, x1):
+    """x1's rows reordered by the exact OT assignment for the squared distance: x0, x1 (n, *E) -> (n, *E)."""
+    ### BEGIN SOLUTION
+    cost = torch.cdist(x0.flatten(1).double(), x1.flatten(1).double()) ** 2  # (n, n)
+    rows, cols = linear_sum_assignment(cost.cpu().numpy())  # rows come back sorted: 0 .. n-1
+    return x1[torch.as_tensor(cols, device=x1.device)]
+    ### END SOLUTION
+
+
+def ot_pairing_1d(x0, x1):
+    """The same for numbers, x0, x1 (n,) -> (n,), without an assignment solver."""
+    ### BEGIN SOLUTION
+    partner = torch.empty_like(x1)
+    partner[x0.argsort()] = x1.sort().values  # the k-th smallest x0 gets the k-th smallest x1
+    return partner
+    ### END SOLUTION
+
+
+# %% test="q6.pairing" points=2
+def is_reordering(paired, x1):
+    """True when the rows of `paired` are the rows of x1, each used once."""
+    a, b = paired.flatten(1).double(), x1.flatten(1).double()
+    distance = torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist")
+    nearest = distance.argmin(1)
+    return paired.shape == x1.shape and bool(distance.min(1).values.max() < 1e-12) and \
+        torch.equal(nearest.sort().values, torch.arange(len(x1)))
+
+
+def best_cost(x0, x1):
+    """The optimal total squared distance, by scipy's exact assignment."""
+    cost = torch.cdist(x0.flatten(1).double(), x1.flatten(1).double()) ** 2
+    rows, cols = linear_sum_assignment(cost.numpy())
+    return cost[rows, cols].sum().item()
+
+
+def total_cost(x0, paired):
+    return (x0.double() - paired.double()).pow(2).sum().item()
+
+
+g = torch.Generator().manual_seed(10)
+x0, x1 = torch.randn(40, 2, generator=g) + torch.tensor([3.0, 0.0]), torch.randn(40, 2, generator=g)
+paired = ot_pairing(x0, x1)
+assert is_reordering(paired, x1), "return the rows of x1, each once, in a new order"
+assert total_cost(x0, paired) <= best_cost(x0, x1) * (1 + 1e-9), \
+    f"total squared distance {total_cost(x0, paired):.4f}, but the optimum is {best_cost(x0, x1):.4f}"
+assert total_cost(x0, paired) < total_cost(x0, x1), "the OT pairing is cheaper than the pairing as drawn"
+### BEGIN HIDDEN TESTS
+import ot as pot
+
+g = torch.Generator().manual_seed(11)
+x0i, x1i = torch.rand(24, 1, 4, 4, generator=g), torch.randn(24, 1, 4, 4, generator=g)  # images: E = (1, 4, 4)
+paired = ot_pairing(x0i, x1i)
+a, b = x0i.flatten(1).double().numpy(), x1i.flatten(1).double().numpy()
+emd_cost = float((pot.emd(pot.unif(24), pot.unif(24), pot.dist(a, b)) * pot.dist(a, b)).sum()) * 24
+assert is_reordering(paired, x1i) and abs(total_cost(x0i, paired) - emd_cost) < 1e-8 * emd_cost
+x0d, x1d = torch.randn(100, 3, generator=g, dtype=torch.float64), torch.randn(100, 3, generator=g, dtype=torch.float64)
+paired = ot_pairing(x0d, x1d)
+assert is_reordering(paired, x1d) and total_cost(x0d, paired) <= best_cost(x0d, x1d) * (1 + 1e-12)
+assert torch.equal(ot_pairing(x0d[:1], x1d[:1]), x1d[:1])  # n = 1
+# the library's OT coupling pairs its own noise draw at the same total cost
+from unigm.flows import OTFlowMatching
+
+x0m = torch.randn(64, 2, generator=g) * 2
+library_partner = OTFlowMatching((2,)).coupling(x0m, torch.Generator().manual_seed(12))
+x1m = torch.randn(64, 2, generator=torch.Generator().manual_seed(12))
+assert abs(total_cost(x0m, ot_pairing(x0m, x1m)) - total_cost(x0m, library_partner)) < 1e-5
+### END HIDDEN TESTS
+
+# %% test="q6.one_d" points=1
+import scipy.optimize
+from scipy.optimize import linear_sum_assignment
+from unigm.course.grading.kernel_side import replaced
+
+
+def best_cost(x0, x1):
+    cost = torch.cdist(x0.flatten(1).double(), x1.flatten(1).double()) ** 2
+    rows, cols = linear_sum_assignment(cost.numpy())
+    return cost[rows, cols].sum().item()
+
+
+def total_cost(x0, paired):
+    return (x0.double() - paired.double()).pow(2).sum().item()
+
+
+def no_solver(*args, **kwargs):
+    raise RuntimeError("derive the 1D pairing: no assignment solver, no ot_pairing, in ot_pairing_1d")
+
+
+def pairing_1d_without_solver(x0, x1):
+    with replaced(globals(), linear_sum_assignment=no_solver, ot_pairing=no_solver), \
+            replaced(vars(scipy.optimize), linear_sum_assignment=no_solver):
+        return ot_pairing_1d(x0, x1)
+
+
+g = torch.Generator().manual_seed(13)
+x0, x1 = torch.randn(50, generator=g) * 3, torch.randn(50, generator=g)
+paired = pairing_1d_without_solver(x0, x1)
+assert paired.shape == (50,) and torch.equal(paired.sort().values, x1.sort().values), "a reordering of x1"
+assert abs(total_cost(x0[:, None], paired[:, None]) - best_cost(x0[:, None], x1[:, None])) < 1e-9, \
+    "not the optimal pairing"
+### BEGIN HIDDEN TESTS
+import ot as pot
+
+with replaced(vars(pot), emd=no_solver):
+    for n in (1, 2, 7, 300):
+        x0, x1 = torch.rand(n, generator=g, dtype=torch.float64), torch.randn(n, generator=g, dtype=torch.float64)
+        paired = pairing_1d_without_solver(x0, x1)
+        assert torch.equal(paired.sort().values, x1.sort().values)
+        assert abs(total_cost(x0[:, None], paired[:, None]) - best_cost(x0[:, None], x1[:, None])) < 1e-9
+### END HIDDEN TESTS
+
+# %% [markdown]
+# **(c) Train, look, explain.** The cell below trains two flow-matching models on eight Gaussians,
+# one with independent pairs and one with minibatch-OT pairs (the library's `OTFlowMatching`,
+# which pairs every training batch like your `ot_pairing`), for a few seconds each. Top row: it
+# follows 48 noise draws back to data along each model's ODE (32 Euler steps, blue), beside the
+# straight chord from start to end (dotted). Bottom row: 1,000 samples of each model drawn with a
+# **single** Euler step (NFE = 1), over the data in grey. Predict first: which coupling gives
+# the straighter flow, and what does that buy? Then run it and look.
+
+# %%
+import matplotlib.pyplot as plt
+
+from unigm import bench, data, samplers
+
+eight = data.toy("eight_gaussians")
+flows = {name: bench.train(name, eight, seed=0, steps=500)[0].eval() for name in ("flow_matching", "ot_flow_matching")}
+start = torch.randn(48, 2, generator=torch.Generator().manual_seed(0))
+noise = torch.randn(1000, 2, generator=torch.Generator().manual_seed(1))
+data_points = eight.sample(1000, torch.Generator().manual_seed(2))
+fig, axes = plt.subplots(2, 2, figsize=(9, 9), sharex=True, sharey=True)
+for column, (name, model) in enumerate(flows.items()):
+    trajectory = []
+    samplers.euler(model.velocity, start, 32, trajectory=trajectory)
+    path = torch.stack(trajectory)  # (33, 48, 2): from noise (t = 1) to data (t = 0)
+    top, bottom = axes[0, column], axes[1, column]
+    for i in range(path.shape[1]):
+        top.plot(path[[0, -1], i, 0], path[[0, -1], i, 1], ls=":", lw=0.8, color="grey")
+    top.plot(path[:, :, 0], path[:, :, 1], lw=1.0, color="tab:blue")
+    top.scatter(path[0, :, 0], path[0, :, 1], s=8, color="grey", zorder=3, label="noise (t = 1)")
+    top.scatter(path[-1, :, 0], path[-1, :, 1], s=8, color="tab:red", zorder=3, label="end (t = 0)")
+    top.set_title({"flow_matching": "independent pairs", "ot_flow_matching": "minibatch-OT pairs"}[name])
+    one_step = samplers.euler(model.velocity, noise, 1)
+    bottom.scatter(data_points[:, 0], data_points[:, 1], s=3, color="lightgrey", label="data")
+    bottom.scatter(one_step[:, 0], one_step[:, 1], s=3, color="tab:blue", alpha=0.5, label="1 Euler step")
+    for ax in (top, bottom):
+        ax.set_aspect("equal")
+axes[0, 0].legend(loc="upper left", fontsize=8)
+axes[1, 0].legend(loc="upper left", fontsize=8)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# *Figure: top, ODE trajectories of the two trained flows from the same 48 noise draws and the
+# chords between their ends; bottom, one-step samples of each flow over the data.*
+#
+# Which statement fits what you see?
+#
+# - **A.** The coupling changes nothing visible: both flows have alike trajectories and alike
+#   one-step samples.
+# - **B.** The minibatch-OT flow follows its chords almost exactly, so a single Euler step
+#   already carries the noise out to the ring of modes; the independent flow's single step
+#   leaves the samples in a blob at the centre.
+# - **C.** The independent flow gives the better one-step samples, because independent pairs
+#   point in every direction and their average cancels.
+
+# %%
+def which_is_straighter():
+    """The letter of the statement that fits the plot: "A", "B" or "C"."""
+    ### BEGIN SOLUTION
+    return "B"
+    ### END SOLUTION
+
+
+# %% test="q6.read" points=1
+assert which_is_straighter() in ("A", "B", "C"), "one letter: A, B or C"
+### BEGIN HIDDEN TESTS
+assert which_is_straighter() == "B"
 ### END HIDDEN TESTS
 
 # %% [markdown]

@@ -116,6 +116,25 @@ def test_exercise_has_3_to_6_questions_each_with_hidden_tests(solution):
         assert any(t.hidden for t in tests if t.question == question), f"{question} has no hidden test"
 
 
+RANDOM_DRAW = re.compile(r"\b(randn|rand|randint|randn_like|rand_like|randperm|normal_|uniform_|manual_seed|multinomial)\(")
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.name)
+def test_every_test_shows_the_student_what_it_checks(solution):
+    """No test is hidden-only: each has visible code the student can run (the hidden part checks
+    the same thing on other inputs, or, for a plot-reading answer, its value)."""
+    for t in source.tests_of(source.read_notebook(solution)):
+        assert source.has_code(t.visible), f"{t.name} has no visible test"
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.name)
+def test_answers_draw_no_random_numbers(solution):
+    """Grading never depends on the order of random draws: the noise an answer needs is an argument."""
+    answers = regions(solution.read_text(), "### BEGIN SOLUTION", "### END SOLUTION")
+    drawing = [line.strip() for line in answers if RANDOM_DRAW.search(line)]
+    assert not drawing, f"reference answers that draw random numbers: {drawing}"
+
+
 def test_release_check_passes_on_the_repository(monkeypatch, capsys):
     monkeypatch.chdir(ROOT)
     assert cli.main(["release", "--check"]) == 0, capsys.readouterr().err
@@ -250,6 +269,31 @@ def test_reference_scores_full_marks_and_untouched_exercise_scores_zero(solution
     for question in untouched["questions"].values():  # it fails because nothing is answered
         assert all("NotImplementedError" in t["message"] or "credit: 0%" in t["message"]
                    for t in question["tests"]), question
+
+
+def test_wrong_derivations_and_wrong_readings_lose_their_points(tmp_path):
+    """The hidden checks tell a right answer from a plausible wrong one: exercise 02 with the common
+    misstatement alpha_bar = (1 - t)^2, an unweighted noise loss and the wrong reading of the DDIM
+    plot loses exactly those tests' points and keeps the others."""
+    solution = ROOT / "solutions" / "02_proofs.py"
+    text = solution.read_text()
+    wrong = {
+        "    return (1 - t) ** 2 / ((1 - t) ** 2 + t**2)\n": "    return (1 - t) ** 2\n",
+        "    return (d_sigma - d_alpha * sigma / alpha) ** 2\n": "    return torch.ones_like(t)\n",
+        '    return "A", "B"\n': '    return "B", "B"\n',
+    }
+    for old, new in wrong.items():
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    class_folder = tmp_path / "class"
+    class_folder.mkdir()
+    (class_folder / "confused.py").write_text(text)
+    book = gradebook.grade(solution, [class_folder], tmp_path / "out", Limits(timeout=120), log=lambda _: None)
+    tests = {t["name"]: t for q in book["students"]["confused"]["questions"].values() for t in q["tests"]}
+    assert tests["q1.alpha_bar"]["points"] == 0 and tests["q1.vp_time"]["points"] > 0
+    assert tests["q2.flow_matching"]["points"] == 0 and tests["q2.paths"]["points"] == 0
+    assert tests["q3.read"]["points"] == 0.5 and tests["q3.step"]["points"] == 2  # one reading of two right
+    assert book["students"]["confused"]["score"] == book["max_score"] - 1 - 3 - 0.5
 
 
 def test_check_runs_the_visible_tests(tiny, tmp_path):

@@ -108,6 +108,17 @@ def reference(dist: Toy2D, n: int = 2000, seed: int = 1234) -> Reference:
     return Reference(test, wasserstein2(fresh, test), wasserstein2(gauss, test))
 
 
+def fresh_data_gap_closed(dist: Toy2D, ref: Reference, draws: int = 3, n: int | None = None,
+                          seed: int = 4321) -> torch.Tensor:
+    """G of `draws` fresh data sets (a perfect model): their spread is the noise of G itself.
+
+    The floor in G's denominator is one draw of W2(data, data); another draw lands a little above
+    or below it, so a perfect model, and a good one, can score G > 1 by chance. Returns (draws,)."""
+    g = torch.Generator().manual_seed(seed)
+    n = n or len(ref.test)
+    return torch.tensor([ref.gap_closed(wasserstein2(dist.sample(n, g), ref.test)) for _ in range(draws)])
+
+
 @dataclass(frozen=True)
 class SampleQuality:
     w2: float

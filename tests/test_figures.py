@@ -1,0 +1,50 @@
+"""The course's figure style: readable fonts, labelled axes, smoothed training curves."""
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from unigm.course import figures  # noqa: E402
+from unigm.train import History  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def course_style():
+    with matplotlib.rc_context():
+        figures.use_course_style()
+        yield
+        plt.close("all")
+
+
+def test_the_style_sets_every_font_at_least_the_readable_minimum():
+    for key in ("font.size", "axes.titlesize", "axes.labelsize", "xtick.labelsize", "ytick.labelsize",
+                "legend.fontsize"):
+        assert matplotlib.rcParams[key] >= figures.MIN_FONT_PT, key
+
+
+def test_helpers_label_their_axes_and_pass_the_readability_check():
+    fig, (left, right) = plt.subplots(1, 2)
+    figures.scatter2d(left, torch.randn(100, 2), "samples")
+    figures.plot_losses(right, History(losses={"generator": [1.0] * 10, "discriminator": [2.0] * 10}))
+    figures.check_readable(fig)
+    assert len(right.get_lines()) == 2 and right.get_legend() is not None
+
+
+def test_readability_check_rejects_small_text_and_unlabelled_axes():
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    with pytest.raises(AssertionError, match="unlabelled"):
+        figures.check_readable(fig)
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    ax.set_title("tiny", fontsize=7)
+    with pytest.raises(AssertionError, match="7"):
+        figures.check_readable(fig)
+
+
+def test_moving_average_is_the_trailing_mean():
+    values = [1.0, 3.0, 5.0, 7.0]
+    torch.testing.assert_close(figures.moving_average(values, 2), torch.tensor([1.0, 2.0, 4.0, 6.0], dtype=torch.float64))
+    torch.testing.assert_close(figures.moving_average(values, 10), torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64))
