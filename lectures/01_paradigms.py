@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 01 Paradigms: experience, intuition, and the families (part 1: VAEs, flows, GANs)
 #
-# *Reading time 45 min, run time about 4.5 min on a 2-core laptop CPU (quick profile).*
+# *Reading time 45 min, run time about 7 min on a 2-core laptop CPU (quick profile), 5.5 of them training.*
 #
 # **Learning goals.** After this notebook you can
 # 1. **generate** with each of the four paradigms (a VAE decoder, a GAN generator, a flow's ODE,
@@ -128,11 +128,12 @@ plt.show()
 
 # %% [markdown]
 # *Figure: training loss against training step (moving average over 50 steps), one panel per
-# model. Look at the GAN: its two players' losses level off side by side instead of falling,
-# because each player's gain is the other's loss. The flow-matching and DDPM losses flatten
-# well above zero: their regression targets (a velocity, a noise) are random given the noisy
-# input, so even the best network leaves that variance. The VAE's loss is its negative ELBO
-# once its KL warm-up is over.*
+# model. Look at the GAN: its two players' losses level off instead of falling, because each
+# player's gain is the other's loss; the discriminator's settles near $\log 4 \approx 1.39$, its
+# value when it cannot tell real from fake. The flow-matching and DDPM losses flatten well above
+# zero: their regression targets (a velocity, a noise) are random given the noisy input, so even
+# the best network leaves that variance. The VAE's curve dips and climbs back during its KL
+# warm-up (the first 1,000 steps phase the prior term in) and is its negative ELBO only after.*
 #
 # **Predict.** The VAE's decoder is a smooth function of a 2D latent. Where will it send the
 # latents that lie between the two regions it maps onto the moons? And will the flow's ODE
@@ -182,9 +183,11 @@ plt.show()
 # *Figure: how each paradigm turns Gaussian noise into two moons (axes: the two data
 # coordinates). Top left: each dot is the decoder mean of one random latent, coloured by the
 # latent's angle; the colours change continuously, so nearby latents land nearby, and the
-# latents between the two moons' regions are decoded between the moons: a continuous map
-# cannot jump the gap. Top right: each orange curve is the image of one straight latent line;
-# the generator folds the plane onto the moons in one step. Bottom left: ODE paths of flow
+# decoded means fill the gap between the moons as well as the moons: a continuous map of a
+# Gaussian cannot jump the gap. Top right: each orange curve is the image of one straight latent
+# line; the generator bends every line into the same S along both moons, squeezing the latent
+# plane onto a thin band in one step (the bridge between the moons is its trace of the gap).
+# Bottom left: ODE paths of flow
 # matching from noise to their black end points; they curve. Bottom right: the diffusion chain's
 # states at three times; the cloud is still wide at t = 0.5 and settles onto the moons only near
 # the end of the chain.*
@@ -333,10 +336,11 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# *Figure: 2,000 samples from two samplers that use only one interface each. Compare the
-# thickness of the moons: Langevin samples a slightly noised target (the noise level printed
-# above) and its chain has a discretisation bias, so its moons are wider; the Euler steps
-# follow the flow's own ODE to the data.*
+# *Figure: 2,000 samples from two samplers that use only one interface each. Compare the moons:
+# Langevin's are a little thicker, since it samples a slightly noised target (the noise level
+# printed above) with a discretised chain, and its mass is less even along them, since 500 small
+# steps do not finish moving mass between distant parts of the moons. The Euler steps follow the
+# flow's own ODE to thinner moons.*
 
 # %% tags=["checks"]
 print(f"Langevin G = {g_langevin:.3f} (must be > 0.5); Euler G = {g_euler:.3f} (must be > 0.8)")
@@ -404,9 +408,9 @@ plt.show()
 
 # %% [markdown]
 # *Figure: the VAE's bound on held-out points against the number of importance samples. Look
-# at the gap to the dashed line: every increase of $k$ closes part of it, none closes all of it.
-# What is left is the VAE's own error, $\mathrm{KL}(p_\text{data}\,\|\,p_\theta)$ on average,
-# plus what $k = 512$ guesses still miss.*
+# at the gap to the dashed line: every increase of $k$ closes part of it, the first eight samples
+# most of what $k$ can close, and most of the gap stays. What is left is the VAE's own error,
+# $\mathrm{KL}(p_\text{data}\,\|\,p_\theta)$ on average, plus what $k = 512$ guesses still miss.*
 #
 # ### 4.2 beta-VAE and the rate-distortion curve
 #
@@ -447,9 +451,10 @@ plt.show()
 
 # %% [markdown]
 # *Figure: each point is one trained beta-VAE, its rate (nats of information the code carries)
-# against its distortion (nats of reconstruction error), both on held-out points. Read it from
-# left to right: every nat of rate given up is paid for in distortion. Where the curve is steep,
-# a little more rate buys a large drop in distortion.*
+# against its distortion (nats of reconstruction error; negative because it is a negative
+# log-density of continuous data), both on held-out points. Read it from right to left: every
+# nat of rate given up is paid for in distortion, roughly nat for nat here. Look at the jump
+# between $\beta = 0.5$ and $\beta = 1$: the rate does not fall evenly as $\beta$ grows.*
 #
 # ### 4.3 A Bernoulli decoder for binary images
 #
@@ -595,9 +600,11 @@ plt.show()
 # %% [markdown]
 # *Figure: training loss against step (moving average over 50 steps). The beta-VAE curves are
 # $D + \beta R$, so their levels differ with $\beta$ by construction; compare shapes, not
-# heights. The Bernoulli VAE's loss is its negative ELBO in nats per image; the VQ-VAE and FSQ
-# losses add the squared reconstruction error (summed over the 64 pixels) to their quantizer
-# terms.*
+# heights. They dip during the KL warm-up (the first 300 steps phase the rate in) and then
+# climb to their level; at $\beta = 0.25$ and $0.5$ they are still falling when training stops,
+# so these short quick-profile runs give points of the runs, not of the converged frontier. The
+# Bernoulli VAE's loss is its negative ELBO in nats per image; the VQ-VAE and FSQ losses add the
+# squared reconstruction error (summed over the 64 pixels) to their quantizer terms.*
 
 # %% tags=["checks"]
 print("bounds (nats):", ", ".join(f"{k} {v:.3f}" for k, v in bounds.items()))
@@ -841,8 +848,11 @@ plt.show()
 # *Figure: training loss against step (moving average over 50 steps). RealNVP and the two CNFs
 # minimise a negative log-likelihood in nats per dimension (the CNFs plus a small penalty on the
 # field's kinetic energy); OT flow matching and the reflows minimise squared velocity errors.
-# Compare the reflow losses with flow matching's in section 1: on fixed pairs from an ODE the
-# target velocity is far less random, so the loss settles much lower.*
+# The CNF curves are still falling when their training ends: each step solves an ODE, so the
+# quick profile stops them early, which is why their $G$ is low. Compare OT flow matching's
+# level with flow matching's in section 1: with OT pairs, $x_t$ nearly determines the target
+# velocity, so far less variance is left. On reflow pairs, deterministic by construction, the
+# loss falls lower still.*
 
 # %% tags=["checks"]
 print(f"RealNVP: inversion error {inversion_error:.1e}, G = {realnvp_r.gap_closed:.3f}, "
@@ -936,8 +946,11 @@ plt.show()
 
 # %% [markdown]
 # *Figure: 2,000 samples of each GAN variant on 8 gaussians, same axes. Look at how each variant
-# spreads its samples: the clouds sit on the eight modes, but some variants put samples
-# between the modes or stretch them along the ring, which costs $G$ without losing a mode.*
+# spreads its samples: the non-saturating GAN and R3GAN show eight distinct blobs, while the
+# WGANs and the forward-KL f-GAN smear theirs along the ring and scatter some inside it, which
+# costs $G$ without losing a mode. Look at StyleGAN: a thin closed curve through all eight modes,
+# as dense between the modes as on them, and still "8/8 modes": a mode count alone would miss
+# this.*
 #
 # **Training curves.** A GAN's curves are not a progress bar: each panel shows the two
 # players' losses, and a game in balance keeps both roughly level.
@@ -1006,9 +1019,11 @@ plt.show()
 # %% [markdown]
 # *Figure: where each GAN's 2,000 samples land on 8 narrow modes: the number of samples within
 # $3\sigma$ of each mode. The dashed line is the fair share (a perfect model), the dotted one the
-# 10% threshold for counting a mode as hit. Look at the two left panels: a few tall bars and
-# many empty modes, the generator's mass gathered on a few modes (mode collapse). With a
-# zero-centred gradient penalty (right panels) the bars spread over more modes.*
+# 10% threshold for counting a mode as hit. Look at the two left panels, the GANs without a
+# penalty: the non-saturating one piles its precise samples onto very few modes (mode
+# collapse), and the minimax one lands almost nothing within $3\sigma$ of any mode (compare its
+# `high_quality` fraction in the table). With a zero-centred gradient penalty (right panels) the
+# bars spread over more modes, most with R1 and R2 together.*
 #
 # **Training curves** of the four narrow-mode GANs:
 
@@ -1018,9 +1033,11 @@ plt.show()
 
 # %% [markdown]
 # *Figure: discriminator and generator losses of the four GANs on narrow modes (moving average
-# over 50 steps). Compare the level of the discriminator's loss with and without a penalty: the
-# penalty (part of the discriminator's objective here) keeps it from separating real from fake
-# at will.*
+# over 50 steps; the discriminator's includes its penalty). Without a penalty the
+# discriminator's loss keeps falling: it is winning, separating real from fake, and the
+# non-saturating generator's loss climbs. With R1 the discriminator's loss stays near
+# $\log 4 \approx 1.39$, its value when it cannot tell the two apart. (R3GAN's pairing loss has
+# another scale: it is $\log 2 \approx 0.69$ at that point.)*
 #
 # ### 6.3 StyleGAN's W space
 #
@@ -1061,9 +1078,11 @@ plt.show()
 
 # %% [markdown]
 # *Figure: twelve interpolations between random pairs of latents, drawn in data space (coloured
-# curves) over the StyleGAN's samples (grey). Left, straight lines in $Z$; right, straight lines
-# in $W$. Look at how the curves cross the empty space between modes: that is where an
-# interpolation changes fast, and where the path length above is earned.*
+# curves) over the StyleGAN's samples (grey). Left, straight lines in $Z$: the paths run along
+# the generator's thin ring. Right, straight lines in $W$: some paths cut across the inside of
+# the ring, away from the samples, since a straight line in $W$ need not stay where the mapping
+# sends Gaussian latents. The path lengths printed above differ only a little: on 2D data there
+# is little for $W$ to disentangle.*
 
 # %% tags=["checks"]
 F_GAN_G_MIN = 0.3  # f-GANs with a divergence other than their recipe's, measured with margin

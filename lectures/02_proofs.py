@@ -1045,6 +1045,7 @@ axes[0].axvline(exact_trace.item(), color="k", lw=3, label=f"exact trace {exact_
 axes[0].set_xlabel(r"single-probe estimate $v^\top J v$ (1/unit time)")
 axes[0].set_ylabel("count (of 20,000)")
 axes[0].set_title("one probe: unbiased, noisy")
+axes[0].set_ylim(0, 1.4 * axes[0].get_ylim()[1])  # room for the legend above the bars
 axes[0].legend(loc="upper right")
 ks = torch.tensor(probe_counts, dtype=torch.float64)
 axes[1].loglog(ks, var_rademacher / ks, "k", label=r"predicted $\sum_{i<j}(J_{ij}+J_{ji})^2/k$")

@@ -48,3 +48,20 @@ def test_moving_average_is_the_trailing_mean():
     values = [1.0, 3.0, 5.0, 7.0]
     torch.testing.assert_close(figures.moving_average(values, 2), torch.tensor([1.0, 2.0, 4.0, 6.0], dtype=torch.float64))
     torch.testing.assert_close(figures.moving_average(values, 10), torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64))
+
+
+def test_segment_crossings_counts_proper_crossings_only():
+    a = torch.tensor([[0.0, 0.0], [0.0, 1.0], [5.0, 5.0]])
+    b = torch.tensor([[1.0, 1.0], [1.0, 0.0], [6.0, 5.0]])  # an X, and a far-away segment
+    assert figures.segment_crossings(a, b) == 1
+    assert figures.segment_crossings(a[[0, 2]], b[[0, 2]]) == 0
+    # parallel segments never cross; sorting 1D pairs (the OT plan) removes every crossing
+    x0, x1 = torch.randn(50, generator=torch.Generator().manual_seed(0)), torch.randn(50)
+    lift = lambda v, y: torch.stack([v, torch.full_like(v, y)], 1)  # noqa: E731  points on two lines
+    assert figures.segment_crossings(lift(x0.sort().values, 0.0), lift(x1.sort().values, 1.0)) == 0
+    assert figures.segment_crossings(lift(x0, 0.0), lift(x1, 1.0)) > 0
+
+
+def test_markdown_table_formats_floats_and_missing_values():
+    table = figures.markdown_table([dict(model="a", G=0.5), dict(model="b", G=None)], ["model", "G", "NLL"], digits=2)
+    assert table.splitlines() == ["| model | G | NLL |", "|---|---|---|", "| a | 0.50 | n/a |", "| b | n/a | n/a |"]
