@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from IPython.display import Markdown, display
 
 from unigm import data, metrics, runtime, samplers, zoo
-from unigm.course.figures import plot_losses, scatter2d, use_course_style
+from unigm.course.figures import check_readable, plot_losses, scatter2d, use_course_style
 from unigm.tensors import per_example
 from unigm.train import fit
 from unigm.vae import gaussian_log_prob, kl_to_standard_normal
@@ -189,6 +189,7 @@ fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
 for ax, name in zip(axes, names):
     plot_losses(ax, histories[name], title=name)
 plt.tight_layout()
+check_readable(fig)  # every axis labelled (training step / loss, x1 / x2), no text under 12 pt
 plt.show()
 
 # %% [markdown]
@@ -232,6 +233,7 @@ panels = [("data (held out)", ref.test)] + [(f"{n}  G = {results[n]['quality'].g
 for ax, (title, points) in zip(axes, panels):
     scatter2d(ax, points, title, lim=(3.5, 2.5))
 plt.tight_layout()
+check_readable(fig)  # every axis labelled (training step / loss, x1 / x2), no text under 12 pt
 plt.show()
 
 # %% [markdown]
