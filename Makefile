@@ -1,4 +1,4 @@
-# Unified Generative Models: make lab | make test | make course | make bench | make exercises
+# Unified Generative Models: make lab | make test | make course | make bench | make checkpoints | make exercises
 # Everything runs inside .venv, created on first use from the pins in requirements.lock.
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 export UNIGM_PROFILE ?= quick
 
-.PHONY: lab test course bench exercises notebooks kernel clean
+.PHONY: lab test course bench checkpoints exercises notebooks kernel clean
 
 $(INSTALLED): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; set PYTHON=/path/to/python3.11")'
@@ -36,6 +36,9 @@ course: $(INSTALLED)  ## execute every lecture headless into build/executed (+ H
 
 bench: $(INSTALLED)  ## train the zoo on the 2D datasets -> build/bench.json, build/bench.md
 	$(PY) -m unigm.bench --out build --readme README.md
+
+checkpoints: $(INSTALLED)  ## train the image models lectures load -> checkpoints/ (safetensors, provenance, manifest)
+	$(PY) -m unigm.course.checkpoints make
 
 exercises: $(INSTALLED)  ## regenerate exercises/*.py (student versions) from solutions/*.py
 	$(VENV)/bin/unigm-grade release solutions/[0-9][0-9]_*.py --out exercises

@@ -51,14 +51,15 @@ from IPython.display import Markdown, display
 
 from unigm import data, metrics, runtime, samplers, zoo
 from unigm.base import FlowBased, Implicit, LikelihoodBased, ScoreBased
-from unigm.bench import measure, train as train_2d
+from unigm.bench import measure
+from unigm.course import checkpoints
 from unigm.course.figures import (check_readable, markdown_table, plot_idea_chain, plot_pairs, plot_training_curves,
                                   scatter2d, segment_crossings, use_course_style)
 from unigm.course.widgets import show_source
 from unigm.data import GaussianMixture
 from unigm.flows import AffineCoupling, OTFlowMatching, straightness
 from unigm.gan.r3gan import pairing_loss
-from unigm.train import fit
+from unigm.train import Job, fit, train_many
 from unigm.vae import VQVAE, code_perplexity
 
 setup = runtime.setup(seed=0)
@@ -73,12 +74,14 @@ setup
 trained = {}  # title -> (model, history) of every model this lecture trains, filled as we go
 
 
-def train(name, dist=moons, label=None, steps=None, seed=0, **config):
-    """Build a zoo model, train it with its 2D recipe (optionally fewer steps), remember it."""
-    model, history = train_2d(name, dist, seed=seed, steps=steps, progress=True, desc=label or name, **config)
-    key = label or name
-    trained[key if key not in trained else f"{key} ({dist.name})"] = (model, history)  # a second "gan" keeps both
-    return model, history
+def train(*jobs):
+    """Train zoo models with their 2D recipes, two at a time on two cores (train_many: one process
+    per core), remember them by title; returns the models in the order given."""
+    results = train_many(jobs)
+    for job, (model, history) in zip(jobs, results):
+        key = job.title
+        trained[key if key not in trained else f"{key} ({job.dist.name})"] = (model, history)  # a second "gan" keeps both
+    return [model for model, _ in results]
 
 
 def paradigm_of(model):
@@ -107,14 +110,13 @@ def histories(*titles):
 # - **diffusion** runs a stochastic reverse chain of many small denoising steps, each adding a
 #   little fresh noise.
 #
-# One model per paradigm, trained on two moons with its zoo recipe (the same `fit` call as in
-# lecture 00):
+# One model per paradigm, trained on two moons with its zoo recipe: the same `fit` call as in
+# lecture 00, run by `train_many` in two processes at once. Models this small spend their time in
+# per-operation overhead rather than arithmetic, so two one-thread processes train two models
+# faster than one process with two threads.
 
 # %%
-vae, _ = train("vae")
-gan, _ = train("gan")
-fm, _ = train("flow_matching")
-ddpm, _ = train("ddpm")
+vae, gan, fm, ddpm = train(Job("vae", moons), Job("gan", moons), Job("flow_matching", moons), Job("ddpm", moons))
 for name in ("vae", "gan", "flow_matching", "ddpm"):
     print(f"{name:>14}: {trained[name][1].steps} steps in {trained[name][1].seconds:.1f} s")
 
@@ -430,9 +432,10 @@ plt.show()
 # %%
 betas = [0.25, 0.5, 1.0, 1.5]
 rd_rows = []
-for beta in betas:
-    model, history = train("beta_vae", label=f"beta_vae {beta}", steps=runtime.by_profile(1000, 4000), beta=beta,
-                           kl_warmup_steps=300)
+beta_vaes = train(*[Job("beta_vae", moons, steps=runtime.by_profile(1000, 4000), config=dict(beta=beta, kl_warmup_steps=300),
+                        label=f"beta_vae {beta}") for beta in betas])
+for beta, model in zip(betas, beta_vaes):
+    history = trained[f"beta_vae {beta}"][1]
     torch.manual_seed(0)
     with torch.no_grad():
         reconstruction, kl = model.elbo_terms(x_test)
@@ -470,20 +473,24 @@ plt.show()
 #
 # **Predict.** Will the VAE need more or fewer bits per pixel than independent pixels, and by
 # how much?
+#
+# *The image models of this lecture are course checkpoints.* They were trained by
+# `make checkpoints` with the recipes in `unigm.course.checkpoints.SPECS` (zoo model, data,
+# steps, batch size, learning rate, seed); the file's SHA-256 is checked against the committed
+# manifest before loading, and its provenance (commit, training time, loss curve, metrics) lies
+# beside it in `checkpoints/`. Every number below is measured now, on the loaded model; the
+# checks cell compares it with the recorded one. `UNIGM_RETRAIN=1` trains them here instead
+# (about a minute on two CPU cores); the 2D models are always trained live.
 
 # %%
-binary_train = (data.digits("train").images >= 8).float()
-binary_test = (data.digits("test").images >= 8).float()
-runtime.seed_everything(0)
-bvae = zoo.make("bernoulli_vae", (1, 8, 8))
-bvae_history = fit(bvae, binary_train, steps=runtime.by_profile(3000, 12000), batch_size=128, lr=2e-3, desc="bernoulli_vae")
+binary_train, binary_test = checkpoints.digits_binary("train"), checkpoints.digits_binary("test")
+bvae, bvae_history = checkpoints.load("bernoulli_vae")  # a course checkpoint (UNIGM_RETRAIN=1 trains it here)
 trained["bernoulli_vae"] = (bvae, bvae_history)
-torch.manual_seed(0)
-bvae_bits = metrics.bits_per_dim(bvae.log_prob(binary_test, k=256), dims=64)
+bvae_bits = metrics.bits_per_dim(bvae.log_prob(binary_test, k=256, generator=torch.Generator().manual_seed(0)), dims=64)
 p_pixel = binary_train.mean(0).clamp(1e-3, 1 - 1e-3)
 independent_bits = metrics.bits_per_dim(torch.distributions.Bernoulli(p_pixel).log_prob(binary_test).sum((1, 2, 3)), dims=64)
 print(f"Bernoulli VAE: {bvae_bits:.3f} bits/pixel (IWAE, k=256); independent pixels: {independent_bits:.3f} bits/pixel; "
-      f"trained in {bvae_history.seconds:.1f} s")
+      f"{bvae_history.steps} training steps, {bvae_history.seconds:.1f} s")
 
 # %%
 fig_bvae, axes = plt.subplots(1, 16, figsize=(12, 1.2))
@@ -495,7 +502,9 @@ plt.show()
 
 # %% [markdown]
 # *Figure: 16 binary 8x8 digits sampled from the Bernoulli VAE (black = 1). Look for strokes:
-# pixels that are on together, which independent pixels could never produce.*
+# pixels that are on together, which independent pixels could never produce.* (This model is
+# measured by its likelihood, above; the image metrics of section 4.4 use a judge trained on
+# grey-level digits, and binary images are another data set.)
 #
 # ### 4.4 Discrete latents: VQ-VAE and FSQ
 #
@@ -528,8 +537,7 @@ show_source(VQVAE.quantize)
 # $z_e$ unchanged. And FSQ's implicit codebook has $\prod_i L_i$ codes.
 
 # %%
-digits_train = data.dequantize(data.digits("train").images, data.DIGIT_LEVELS, torch.Generator().manual_seed(0))
-digits_test = data.dequantize(data.digits("test").images, data.DIGIT_LEVELS, torch.Generator().manual_seed(1))
+digits_train, digits_test = checkpoints.digits_dequantized("train"), checkpoints.digits_dequantized("test")
 runtime.seed_everything(0)
 vq_demo = zoo.make("vqvae", (1, 8, 8), codebook_size=512)
 z_e = vq_demo.encode(digits_test[:16]).detach().requires_grad_(True)
@@ -555,14 +563,10 @@ assert forward_gap < 1e-5 and backward_gap == 0.0 and fsq_codes == math.prod((8,
 
 # %%
 mean_image_mse = (digits_test - digits_train.mean(0)).pow(2).mean().item()
-quantized = {"VQ-VAE, no restarts": ("vqvae", dict(codebook_size=512, restart_every=0)),
-             "VQ-VAE, restarts": ("vqvae", dict(codebook_size=512, restart_every=200)),
-             "FSQ (8, 8, 8)": ("fsq_vae", dict(levels=(8, 8, 8)))}
+quantized = {"VQ-VAE, no restarts": "vqvae_plain", "VQ-VAE, restarts": "vqvae_restarts", "FSQ (8, 8, 8)": "fsq_vae"}
 q_rows, reconstructions = [], {}
-for label, (name, config) in quantized.items():
-    runtime.seed_everything(0)
-    model = zoo.make(name, (1, 8, 8), **config)
-    history = fit(model, digits_train, steps=runtime.by_profile(2000, 10000), batch_size=128, lr=2e-3, desc=label)
+for label, checkpoint in quantized.items():
+    model, history = checkpoints.load(checkpoint)  # trained by `make checkpoints`; see the note below
     trained[label] = (model, history)
     _, train_indices = model.reconstruct(digits_train)
     recon, _ = model.reconstruct(digits_test)
@@ -591,6 +595,46 @@ plt.show()
 # with the `codes_used` column above, which counts how much of the alphabet each model really
 # uses.*
 #
+# **Samples, measured.** Reconstructions say how good the code is, not how good the generative
+# model is. To sample, each model draws its 4 code positions *independently*, each with the
+# frequency it had on the training set (a crude prior; part 2 replaces it with an autoregressive
+# one), and decodes them. `metrics.image_quality` scores 270 samples with the course's judge
+# network (a small classifier trained on the training digits) against the 270 test digits:
+# Fréchet distance (FD) in the judge's feature space, precision (are samples near real digits?),
+# recall and coverage (are all real digits near some sample?), density, 1-NN accuracy (0.5 when
+# samples and data cannot be told apart), a judge-based inception score and the digit classes
+# covered. Each number comes with its floor in brackets: 270 training digits scored the same
+# way. Lecture 04 shows what each of them measures.
+#
+# **Predict.** Four independently drawn codes: will the decoded images look like digits? Which
+# will suffer more, precision (fidelity) or recall (diversity)?
+
+# %%
+sample_quality_rows, code_samples = {}, {}
+for label in quantized:
+    model = trained[label][0]
+    code_samples[label] = model.sample(270, generator=torch.Generator().manual_seed(0)).clamp(0, 1)  # decoder outputs may overshoot
+    sample_quality_rows[label] = metrics.image_quality(code_samples[label])
+display(Markdown("\n".join([metrics.ImageQuality.header("model (floor)")]
+                           + [q.row(label) for label, q in sample_quality_rows.items()])))
+
+# %%
+fig_code_samples, axes = plt.subplots(3, 12, figsize=(12, 4))
+for row, (label, images) in zip(axes, code_samples.items()):
+    for ax, img in zip(row, images[:12]):
+        ax.imshow(img[0], cmap="gray_r", vmin=0, vmax=1)
+        ax.axis("off")
+    row[0].set_title(f"{label}: FD {sample_quality_rows[label].model.frechet_distance:.0f} "
+                     f"(data {sample_quality_rows[label].floor.frechet_distance:.0f})", fontsize=13, loc="left")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# *Figure: twelve samples of each model, codes drawn independently per position. Look for
+# strokes that belong to different digits in one image: the four positions do not agree on which
+# digit they draw, which is what a prior over codes that ignores their dependence produces. The
+# Fréchet distance in each title, next to the data's, says the same in one number.*
+#
 # **Training curves of the VAE family.** Every model of this section, one panel each.
 
 # %%
@@ -616,11 +660,19 @@ assert all(a < b for a, b in zip(distortions, distortions[1:])), "distortion mus
 print(f"Bernoulli VAE {bvae_bits:.3f} bits/pixel, must be < 0.85 x {independent_bits:.3f}")
 assert bvae_bits < 0.85 * independent_bits
 vq_plain, vq_restart, fsq_row = q_rows
+if not checkpoints.retrain_requested() and runtime.profile() == "quick":  # loaded: the numbers must be the recorded ones
+    assert abs(bvae_bits - checkpoints.provenance("bernoulli_vae")["metrics"]["test_bits_per_pixel"]) < 1e-4
+    for r, name in zip(q_rows, quantized.values()):
+        assert abs(r["test_mse"] - checkpoints.provenance(name)["metrics"]["test_mse"]) < 1e-6, name
 for r in q_rows:
     assert r["test_mse"] < 0.25 * mean_image_mse, r
 assert vq_restart["restarts"] > 0 and vq_restart["codes_used"] > vq_plain["codes_used"], "restarts must revive dead codes"
 assert fsq_row["codes_used"] > 0.5 * 512
-for figure in (fig_bounds, fig_rd, fig_bvae, fig_recon, fig_vae_curves):
+for label, q in sample_quality_rows.items():  # independent codes: measurably worse than data, yet digit-like
+    print(f"{label}: FD {q.model.frechet_distance:.1f} (floor {q.floor.frechet_distance:.1f}), "
+          f"precision {q.model.precision:.2f}, classes {q.model.classes_covered}/10")
+    assert q.model.frechet_distance > q.floor.frechet_distance and q.model.classes_covered >= 8, label
+for figure in (fig_bounds, fig_rd, fig_bvae, fig_recon, fig_code_samples, fig_vae_curves):
     check_readable(figure)
 
 # %% [markdown]
@@ -663,7 +715,10 @@ show_source(AffineCoupling)
 # to the entropy of the data?
 
 # %%
-realnvp, realnvp_history = train("realnvp")
+# the flow family's four trainings run here, two at a time; sections 5.2 and 5.3 use the others
+realnvp, cnf, cnf_hutchinson, ot_fm = train(Job("realnvp", moons), Job("cnf", moons), Job("cnf_hutchinson", moons),
+                                            Job("ot_flow_matching", moons))
+realnvp_history = trained["realnvp"][1]
 x = moons_ref.test[:500]
 with torch.no_grad():
     z, _ = realnvp.forward_with_log_det(x)
@@ -708,9 +763,8 @@ assert jacobian_gap < 1e-4
 
 # %%
 cnf_results = {}
-for name in ("cnf", "cnf_hutchinson"):
-    model, history = train(name)
-    cnf_results[name] = r = measure(model, moons, moons_ref, history)
+for name, model in (("cnf", cnf), ("cnf_hutchinson", cnf_hutchinson)):
+    cnf_results[name] = r = measure(model, moons, moons_ref, trained[name][1])
     flow_rows.append(dict(model=name, train_s=r.train_seconds, ms_per_step=1000 * r.train_seconds / r.steps,
                           G=r.gap_closed, NLL=r.nll, NFE=r.nfe))
 display(Markdown(markdown_table(flow_rows[1:], ["model", "train_s", "ms_per_step", "G", "NLL", "NFE"])))
@@ -766,7 +820,6 @@ show_source(OTFlowMatching.coupling)
 # section 1, and will it pay for it in quality $G$?
 
 # %%
-ot_fm, ot_history = train("ot_flow_matching")
 torch.manual_seed(0)
 probe = torch.randn(2000, 2)
 for name, model in (("flow_matching", fm), ("ot_flow_matching", ot_fm)):
@@ -925,10 +978,11 @@ show_source(pairing_loss)
 gan_variants = [("gan", {}), ("minimax_gan", {}), ("wgan_clip", {}), ("wgan_gp", {}), ("wgan_sn", {})]
 gan_variants += [("f_gan", dict(divergence=d)) for d in ("kl", "reverse_kl", "jensen_shannon", "pearson", "total_variation")]
 gan_variants += [("stylegan", {}), ("r3gan", {})]
+gan_jobs = [Job(name, gaussians, config=config, label=name if not config else f"{name} ({config['divergence']})")
+            for name, config in gan_variants]
 gan_rows, gan_histories = [], {}
-for name, config in gan_variants:
-    label = name if not config else f"{name} ({config['divergence']})"
-    model, history = train(name, dist=gaussians, label=label, **config)
+for job, model in zip(gan_jobs, train(*gan_jobs)):
+    label, history = job.title, trained[job.title][1]
     gan_histories[label] = history
     torch.manual_seed(1)
     samples = model.sample(2000)
@@ -990,12 +1044,13 @@ print(f"high-quality fraction: reverse KL {by_label['f_gan (reverse_kl)']['high_
 # %%
 narrow = GaussianMixture("eight_gaussians_narrow", gaussians.means, std=0.02)
 n_samples = 2000
+collapse_jobs = [Job("gan", narrow, config=dict(r1_gamma=0.0), label="non-saturating, no penalty"),
+                 Job("minimax_gan", narrow, label="minimax, no penalty"),
+                 Job("gan", narrow, label="non-saturating + R1"),
+                 Job("r3gan", narrow, label="R3GAN (R1 + R2)")]
 collapse_rows, collapse_histories = [], {}
-for label, name, config in [("non-saturating, no penalty", "gan", dict(r1_gamma=0.0)),
-                            ("minimax, no penalty", "minimax_gan", {}),
-                            ("non-saturating + R1", "gan", {}),
-                            ("R3GAN (R1 + R2)", "r3gan", {})]:
-    model, history = train(name, dist=narrow, label=label, **config)
+for job, model in zip(collapse_jobs, train(*collapse_jobs)):
+    label, history = job.title, trained[job.title][1]
     collapse_histories[label] = history
     torch.manual_seed(1)
     coverage = metrics.mode_coverage(model.sample(n_samples), narrow.means, narrow.std)

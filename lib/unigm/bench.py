@@ -20,7 +20,7 @@ import torch
 
 from . import data, metrics, runtime, zoo
 from .samplers import count_nfe
-from .train import fit
+from .train import Job, train_job
 
 DEFAULT_DATASETS = ("two_moons", "eight_gaussians")
 N_EVAL = 2000  # samples for W2 / MMD (DESIGN.md protocol)
@@ -68,12 +68,8 @@ def train(model_name: str, dist: data.Toy2D, seed: int = 0, steps: int | None = 
           desc: str | None = None, **config):
     """Build a zoo model (with config overrides) and train it on a 2D toy with its recipe
     (optionally another step count): (model, history). The seed fixes both the initial weights
-    and the training randomness."""
-    fit_kwargs = zoo.recipe(model_name).fit_kwargs(steps)
-    runtime.seed_everything(seed)
-    model = zoo.make(model_name, (2,), **config)
-    history = fit(model, dist, seed=seed, progress=progress, desc=desc or f"{model_name} on {dist.name}", **fit_kwargs)
-    return model, history
+    and the training randomness. (train_many trains several such jobs at once.)"""
+    return train_job(Job(model_name, dist, seed, steps, config, label=desc), progress)
 
 
 def run_one(model_name: str, dataset: str, seed: int = 0, steps: int | None = None,

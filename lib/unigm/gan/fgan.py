@@ -45,7 +45,8 @@ class FGANConfig(GANConfig):
     divergence: str = "jensen_shannon"  # a key of F_DIVERGENCES; R1 stays on (TV diverges without it)
 
 
-@register("f_gan", recipes={"2d": Recipe(steps=700, lr=1e-3, min_quality={"two_moons": 0.6, "eight_gaussians": 0.6})})
+@register("f_gan",
+          recipes={"2d": Recipe(steps=700, lr=1e-3, batch_size=128, min_quality={"two_moons": 0.6, "eight_gaussians": 0.6})})
 class FGAN(GAN):
     """f-GAN (Nowozin et al. 2016): the discriminator V maximises the variational lower bound
     E_data[T(x)] - E_model[f*(T(x))], T = activation(V), of D_f(p_data || p_model); the

@@ -60,7 +60,8 @@ class StyleGANConfig(GANConfig):
     mapping_depth: int = 3
 
 
-@register("stylegan", recipes={"2d": Recipe(steps=800, lr=1e-3, min_quality={"two_moons": 0.25, "eight_gaussians": 0.55})})
+@register("stylegan",
+          recipes={"2d": Recipe(steps=800, lr=1e-3, batch_size=128, min_quality={"two_moons": 0.25, "eight_gaussians": 0.55})})
 class StyleGAN(GAN):
     """Non-saturating GAN + R1 with a style-based generator; generator.mapping(z) gives the W
     code and generator.synthesize(w) the sample, for interpolation in W instead of Z."""

@@ -66,7 +66,7 @@ class WGANGPConfig(WGANConfig):
 
 
 @register("wgan_gp",
-          recipes={"2d": Recipe(steps=500, lr=1e-3, min_quality={"two_moons": 0.6, "eight_gaussians": 0.5})})
+          recipes={"2d": Recipe(steps=500, lr=1e-3, batch_size=128, min_quality={"two_moons": 0.6, "eight_gaussians": 0.5})})
 class WGANGP(WGAN):
     """WGAN-GP (Gulrajani et al. 2017, arXiv:1704.00028): the penalty
     lambda E (|grad D(x_hat)| - 1)^2 on random interpolates x_hat of real and fake points."""
@@ -81,7 +81,7 @@ class WGANGP(WGAN):
 
 
 @register("wgan_sn",
-          recipes={"2d": Recipe(steps=500, lr=1e-3, min_quality={"two_moons": 0.45, "eight_gaussians": 0.55})})
+          recipes={"2d": Recipe(steps=500, lr=1e-3, batch_size=128, min_quality={"two_moons": 0.45, "eight_gaussians": 0.55})})
 class WGANSN(WGAN):
     """WGAN whose critic layers are spectrally normalised (Miyato et al. 2018, arXiv:1802.05957):
     each weight is divided by its largest singular value (one power iteration per step), so

@@ -6,14 +6,16 @@
     batching.py     batches(): the data forms fit accepts
     lr_schedules.py cosine_lr, constant_lr
     checkpoints.py  save_checkpoint / load_checkpoint: safetensors weights + JSON metadata
+    parallel.py     train_many(jobs): several small models at once, one process per core
 """
 from .batching import batches
 from .checkpoints import checkpoint_metadata, load_checkpoint, save_checkpoint
 from .hooks import EMA, Callbacks, GradientClipping, Hook, ProgressBar
 from .loop import NonFiniteLossError, fit
 from .lr_schedules import constant_lr, cosine_lr
+from .parallel import Job, train_job, train_many
 from .state import History, TrainState
 
 __all__ = ["fit", "History", "TrainState", "Hook", "EMA", "GradientClipping", "Callbacks", "ProgressBar",
            "cosine_lr", "constant_lr", "NonFiniteLossError", "batches", "save_checkpoint", "load_checkpoint",
-           "checkpoint_metadata"]
+           "checkpoint_metadata", "Job", "train_job", "train_many"]

@@ -1,0 +1,261 @@
+"""Course checkpoints: image models the lectures load instead of training live.
+
+The rule (DESIGN.md, "Checkpoints in lectures"): a lecture may load a trained image model only if
+the file was written by a committed command (`make checkpoints`, i.e.
+`python -m unigm.course.checkpoints make`), carries its provenance (script, config, seed, steps,
+commit, metrics, the loss curve), is listed with its SHA-256 in a committed manifest and is
+verified on load; nothing is unpickled (safetensors). `UNIGM_RETRAIN=1` trains every checkpoint
+live instead, with exactly the recorded recipe. 2D models are never checkpointed: they train in
+seconds.
+
+    model, history = checkpoints.load("vqvae_restarts")   # verified, or retrained live
+
+Each checkpoint is a `Spec` below: which zoo model, which data, which recipe, and which metrics
+describe it. `make` trains them all, measures them, and writes
+checkpoints/<name>.safetensors, checkpoints/<name>.json (the provenance) and
+checkpoints/MANIFEST.json (name -> sha256, bytes).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .. import data, metrics, runtime, zoo
+from ..registry import FULL_PROFILE_STEP_FACTOR
+from ..train import History, fit
+from ..train.checkpoints import checkpoint_metadata, load_checkpoint, save_checkpoint
+from ..vae import code_perplexity
+
+ROOT = Path(__file__).resolve().parents[3]
+COMMAND = "python -m unigm.course.checkpoints make"
+MAX_TOTAL_BYTES = 20 * 2**20  # all checkpoints together (DESIGN.md)
+
+
+class CheckpointError(RuntimeError):
+    """A course checkpoint is missing, altered or does not match its recipe."""
+
+
+def directory() -> Path:
+    """Where the course checkpoints live: $UNIGM_CHECKPOINTS or checkpoints/ in the repository."""
+    return Path(os.environ.get("UNIGM_CHECKPOINTS", ROOT / "checkpoints"))
+
+
+def retrain_requested() -> bool:
+    return os.environ.get("UNIGM_RETRAIN", "").strip().lower() in ("1", "true", "yes")
+
+
+# -- training data ---------------------------------------------------------------------------
+def digits_dequantized(split: str = "train") -> torch.Tensor:
+    """The 8x8 digits as floats in [0, 1), uniformly dequantized with a fixed seed per split."""
+    seed = {"train": 0, "test": 1, "val": 2}[split]
+    return data.dequantize(data.digits(split).images, data.DIGIT_LEVELS, torch.Generator().manual_seed(seed))
+
+
+def digits_binary(split: str = "train") -> torch.Tensor:
+    """The 8x8 digits binarised at grey level 8 (of 0..16): {0, 1} floats, (N, 1, 8, 8)."""
+    return (data.digits(split).images >= 8).float()
+
+
+DATASETS: dict[str, Callable[[str], torch.Tensor]] = {"digits": digits_dequantized, "binary_digits": digits_binary}
+
+
+# -- what each checkpoint records about itself ------------------------------------------------
+def reconstruction_metrics(model, dataset: str) -> dict:
+    """Quantized autoencoders: test MSE, code usage on the training set, restarts so far."""
+    test, train = DATASETS[dataset]("test"), DATASETS[dataset]("train")
+    recon, _ = model.reconstruct(test)
+    _, train_codes = model.reconstruct(train)
+    return {"test_mse": (recon - test).pow(2).mean().item(),
+            "perplexity": code_perplexity(train_codes, model.num_codes),
+            "codes_used": len(torch.unique(train_codes)),
+            "restarts": int(model.restarts) if hasattr(model, "restarts") else None}
+
+
+def likelihood_metrics(model, dataset: str) -> dict:
+    """Bits per pixel of the test set from the model's importance-weighted bound (k = 256)."""
+    test = DATASETS[dataset]("test")
+    with torch.no_grad():
+        log_p = model.log_prob(test, k=256, generator=torch.Generator().manual_seed(0))
+    return {"test_bits_per_pixel": metrics.bits_per_dim(log_p, dims=test[0].numel())}
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One course checkpoint: a zoo model, its data and its recipe, and what to measure."""
+
+    name: str
+    model: str  # zoo name
+    dataset: str  # a key of DATASETS
+    config: dict = field(default_factory=dict)
+    steps: int = 2000
+    batch_size: int = 128
+    lr: float = 2e-3
+    seed: int = 0
+    measure: Callable[[object, str], dict] = reconstruction_metrics
+    tolerance: float = 0.05  # relative agreement of a retrained model's metrics with the recorded ones
+
+    def recipe(self) -> dict:
+        """What defines the checkpoint (compared on load): everything but the measurement."""
+        return {"model": self.model, "dataset": self.dataset, "config": self.config, "steps": self.steps,
+                "batch_size": self.batch_size, "lr": self.lr, "seed": self.seed}
+
+
+SPECS: dict[str, Spec] = {spec.name: spec for spec in [
+    Spec("bernoulli_vae", "bernoulli_vae", "binary_digits", steps=3000, measure=likelihood_metrics),
+    Spec("vqvae_plain", "vqvae", "digits", dict(codebook_size=512, restart_every=0)),
+    Spec("vqvae_restarts", "vqvae", "digits", dict(codebook_size=512, restart_every=200)),
+    Spec("fsq_vae", "fsq_vae", "digits", dict(levels=[8, 8, 8])),
+]}
+
+
+def spec(name: str) -> Spec:
+    if name not in SPECS:
+        raise KeyError(f"no course checkpoint named {name!r}; known: {', '.join(SPECS)}")
+    return SPECS[name]
+
+
+# -- train, save, verify, load ---------------------------------------------------------------
+def train(name: str, progress: bool = True, steps: int | None = None):
+    """Train a checkpoint's model from its recipe, exactly as `make checkpoints` does (or with
+    another step count): (model, history)."""
+    s = spec(name)
+    x = DATASETS[s.dataset]("train")
+    runtime.seed_everything(s.seed)
+    model = zoo.make(s.model, tuple(x.shape[1:]), **_config(s.config))
+    history = fit(model, x, steps=steps or s.steps, batch_size=s.batch_size, lr=s.lr, seed=s.seed, progress=progress,
+                  desc=f"{name} (checkpoint recipe)")
+    return model, history
+
+
+def _config(config: dict) -> dict:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}  # JSON has no tuples
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()
+        return out.stdout.strip() + ("+uncommitted changes" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def manifest_path() -> Path:
+    return directory() / "MANIFEST.json"
+
+
+def read_manifest() -> dict:
+    path = manifest_path()
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint manifest at {path}; run `make checkpoints` (or set UNIGM_RETRAIN=1)")
+    return json.loads(path.read_text())
+
+
+def make(names: list[str] | None = None, progress: bool = True) -> dict:
+    """Train, measure and write the named checkpoints (all by default); update the manifest."""
+    out = directory()
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = json.loads(manifest_path().read_text()) if manifest_path().exists() else {}
+    for name in names or list(SPECS):
+        s = spec(name)
+        model, history = train(name, progress)
+        provenance = {"script": COMMAND, "recipe": s.recipe(), "commit": _commit(), "torch": torch.__version__,
+                      "train_seconds": round(history.seconds, 2), "metrics": s.measure(model, s.dataset),
+                      "losses": {k: [round(v, 5) for v in vs] for k, vs in history.losses.items()}}
+        path = save_checkpoint(model, out / f"{name}.safetensors", checkpoint=name, recipe=s.recipe())
+        (out / f"{name}.json").write_text(json.dumps(provenance, indent=1) + "\n")
+        manifest[name] = {"file": path.name, "sha256": sha256(path), "bytes": path.stat().st_size}
+        print(f"{name}: {provenance['metrics']} ({history.seconds:.1f} s, {path.stat().st_size / 1e6:.2f} MB)")
+    total = sum(entry["bytes"] for entry in manifest.values())
+    if total > MAX_TOTAL_BYTES:
+        raise CheckpointError(f"checkpoints take {total / 2**20:.1f} MiB, over the {MAX_TOTAL_BYTES / 2**20:.0f} MiB limit")
+    manifest_path().write_text(json.dumps(dict(sorted(manifest.items())), indent=1) + "\n")
+    return manifest
+
+
+def provenance(name: str) -> dict:
+    """The recorded provenance of a checkpoint (script, recipe, commit, seconds, metrics, losses)."""
+    path = directory() / f"{spec(name).name}.json"
+    if not path.exists():
+        raise CheckpointError(f"no provenance file {path}; run `make checkpoints`")
+    return json.loads(path.read_text())
+
+
+def verify(name: str) -> Path:
+    """The checkpoint's path, after checking its SHA-256 against the manifest and its recipe
+    against the Spec. Raises CheckpointError with what is wrong and how to fix it."""
+    s = spec(name)
+    entry = read_manifest().get(name)
+    if entry is None:
+        raise CheckpointError(f"checkpoint {name!r} is not in {manifest_path()}; run `make checkpoints`")
+    path = directory() / entry["file"]
+    if not path.exists():
+        raise CheckpointError(f"checkpoint file {path} is missing; run `make checkpoints` or set UNIGM_RETRAIN=1")
+    actual = sha256(path)
+    if actual != entry["sha256"]:
+        raise CheckpointError(f"checkpoint {path} is altered or truncated: its SHA-256 is {actual[:16]}..., "
+                              f"the manifest says {entry['sha256'][:16]}...; refusing to load it. "
+                              "Restore it from git or run `make checkpoints`.")
+    recorded = checkpoint_metadata(path)["provenance"].get("recipe")
+    if recorded != json.loads(json.dumps(s.recipe())):
+        raise CheckpointError(f"checkpoint {name!r} was trained with {recorded}, but the course now asks for "
+                              f"{s.recipe()}; run `make checkpoints` to retrain it")
+    return path
+
+
+def history_of(name: str) -> History:
+    """The recorded training run of a checkpoint as a History (losses, seconds, steps)."""
+    record = provenance(name)
+    return History(losses=record["losses"], seconds=record["train_seconds"], steps=record["recipe"]["steps"])
+
+
+def load(name: str, progress: bool = True):
+    """(model, history) of a course checkpoint: loaded after verification, or trained live from
+    the same recipe when UNIGM_RETRAIN=1. The history of a loaded model is the recorded one.
+    The checkpoints hold the quick profile's recipes; the full profile trains live, with the
+    recipes' full-profile step factor."""
+    if retrain_requested():
+        return train(name, progress)
+    if runtime.profile() == "full":
+        return train(name, progress, steps=FULL_PROFILE_STEP_FACTOR * spec(name).steps)
+    model = load_checkpoint(verify(name))
+    return model, history_of(name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m unigm.course.checkpoints",
+                                     description="Train and write the course checkpoints (make checkpoints).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    make_parser = sub.add_parser("make", help="train, measure and write checkpoints and the manifest")
+    make_parser.add_argument("names", nargs="*", help=f"which ones (default all: {', '.join(SPECS)})")
+    sub.add_parser("verify", help="check every checkpoint against the manifest and its recipe")
+    args = parser.parse_args(argv)
+    if args.command == "make":
+        make(args.names or None)
+    else:
+        for name in SPECS:
+            verify(name)
+            print(f"{name}: ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""train_many: several jobs in worker processes give exactly the models train_job gives."""
+import pytest
+import torch
+
+from unigm import data
+from unigm.train import Job, train_job, train_many
+
+MOONS = data.toy("two_moons")
+JOBS = [Job("gan", MOONS, steps=15), Job("flow_matching", MOONS, steps=20, seed=3),
+        Job("f_gan", MOONS, steps=10, config={"divergence": "kl"}, label="f_gan (kl)"), Job("vae", MOONS, steps=12)]
+
+
+def same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_workers_reproduce_the_in_process_training_bit_for_bit():
+    parallel = train_many(JOBS, workers=2, progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what each worker uses
+    try:
+        serial = [train_job(job) for job in JOBS]
+    finally:
+        torch.set_num_threads(threads)
+    for job, (model, history), (reference, reference_history) in zip(JOBS, parallel, serial):
+        assert type(model) is type(reference) and model.name == job.name and not model.training
+        assert same_weights(model, reference), job
+        assert history.losses == reference_history.losses and history.steps == job.steps
+    assert parallel[2][0].config.divergence == "kl"  # the config override reached the worker
+
+
+def test_results_come_back_in_the_order_of_the_jobs_and_the_pool_is_reused():
+    first = train_many(JOBS[::-1], workers=2, progress=False)
+    again = train_many(JOBS[::-1], workers=2, progress=False)
+    assert [m.name for m, _ in first] == [job.name for job in JOBS[::-1]]
+    assert all(same_weights(a, b) for (a, _), (b, _) in zip(first, again))
+
+
+def test_a_failing_job_raises_its_error_in_the_caller():
+    with pytest.raises(KeyError, match="not_a_model"):
+        train_many([Job("gan", MOONS, steps=5), Job("not_a_model", MOONS)], workers=2, progress=False)
+    with pytest.raises(TypeError, match="Job"):
+        train_many(["gan"], progress=False)
+
+
+def test_one_worker_trains_in_process(monkeypatch):
+    monkeypatch.setenv("UNIGM_WORKERS", "1")
+    (model, history), = train_many([JOBS[0]], progress=False)
+    assert history.steps == JOBS[0].steps
+    monkeypatch.setenv("UNIGM_WORKERS", "0")
+    with pytest.raises(ValueError, match="UNIGM_WORKERS"):
+        train_many(JOBS, progress=False)
