@@ -862,8 +862,8 @@ for round_ in range(3):
         runtime.seed_everything(round_)
         rf = zoo.make("rectified_flow", (2,))
         rf.load_state_dict(current.state_dict())  # initialise from the previous round
-        pairs = rf.reflow_pairs(runtime.by_profile(20_000, 100_000), steps=64, generator=torch.Generator().manual_seed(round_))
-        history = fit(rf, pairs, steps=runtime.by_profile(2000, 8000), batch_size=256, lr=1e-3, ema_decay=0.995,
+        pairs = rf.reflow_pairs(runtime.by_profile(10_000, 100_000), steps=64, generator=torch.Generator().manual_seed(round_))
+        history = fit(rf, pairs, steps=runtime.by_profile(1000, 8000), batch_size=256, lr=1e-3, ema_decay=0.995,
                       desc=f"reflow {round_ + 1}")
         trained[f"reflow {round_ + 1}"] = (rf, history)
         rf_rows[-1]["next_reflow_train_s"] = history.seconds

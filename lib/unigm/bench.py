@@ -4,6 +4,8 @@ For each (model, dataset) pair: train with the zoo's recipe, then measure on hel
 (2,000 model samples vs 2,000 data points): exact W2 with its noise floor and the single
 Gaussian baseline, the gap closed G, RBF-MMD^2, NLL in nats where the model has a likelihood
 (next to the data's true entropy), sampling time per 1,000 samples and the NFE actually spent.
+The models train several at a time (train_many: one single-threaded process per core, --workers 1
+to train them one by one with every core); train seconds are those of each model's own process.
 Writes build/bench.json and build/bench.md; with --readme FILE it also rewrites the table
 between the markers BEGIN_MARK and END_MARK in FILE (the README's table is generated, never pasted).
 """
@@ -20,7 +22,8 @@ import torch
 
 from . import data, metrics, runtime, zoo
 from .samplers import count_nfe
-from .train import Job, train_job
+from .train import Job, train_job, train_many
+from .train.parallel import workers_available
 
 DEFAULT_DATASETS = ("two_moons", "eight_gaussians")
 N_EVAL = 2000  # samples for W2 / MMD (DESIGN.md protocol)
@@ -114,6 +117,8 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="override the recipes' training steps")
     parser.add_argument("--out", type=Path, default=Path("build"), help="output folder (default: build)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="training processes (default: one per core; 1 trains in this process with every core)")
     parser.add_argument("--readme", type=Path, default=None,
                         help="also rewrite the generated table in this Markdown file (e.g. README.md)")
     args = parser.parse_args(argv)
@@ -123,17 +128,20 @@ def main(argv=None) -> int:
         data.toy(name)
 
     runtime.set_threads()
+    pairs = [(name, dataset) for dataset in args.datasets for name in args.models]
+    jobs = [Job(name, data.toy(dataset), args.seed, args.steps) for name, dataset in pairs]
+    workers = args.workers or workers_available()
+    trained = train_many(jobs, workers=workers, desc=f"training {len(jobs)} models in {workers} processes")
+    refs = {dataset: metrics.reference(data.toy(dataset)) for dataset in args.datasets}
     rows = []
-    for dataset in args.datasets:
-        ref = metrics.reference(data.toy(dataset))
-        for name in args.models:
-            row = run_one(name, dataset, seed=args.seed, steps=args.steps, progress=True, ref=ref)
-            print(f"{name:>14} on {dataset:<16} G = {row.gap_closed:5.2f}  ({row.train_seconds:.1f} s)", flush=True)
-            rows.append(row)
+    for (name, dataset), (model, history) in zip(pairs, trained):
+        row = measure(model, data.toy(dataset), refs[dataset], history, seed=args.seed + 1)  # as run_one
+        print(f"{name:>14} on {dataset:<16} G = {row.gap_closed:5.2f}  ({row.train_seconds:.1f} s)", flush=True)
+        rows.append(row)
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {"profile": runtime.profile(), "device": str(runtime.device()), "threads": torch.get_num_threads(),
             "torch": torch.__version__, "machine": platform.machine(), "processor": platform.processor(),
-            "seed": args.seed}
+            "seed": args.seed, "training_processes": workers}
     (args.out / "bench.json").write_text(json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=2))
     table = markdown_table(rows)
     (args.out / "bench.md").write_text(table)

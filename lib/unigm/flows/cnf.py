@@ -21,7 +21,7 @@ class CNFConfig(FlowMatchingConfig):
     kinetic_weight: float = 0.1  # lambda of the kinetic-energy regulariser (0: plain maximum likelihood)
 
 
-_RECIPE = Recipe(steps=250, lr=3e-3, min_quality={"two_moons": 0.35, "eight_gaussians": 0.6})
+_RECIPE = Recipe(steps=165, lr=3e-3, min_quality={"two_moons": 0.35, "eight_gaussians": 0.6})
 
 
 @register("cnf", recipes={"2d": _RECIPE})

@@ -80,7 +80,7 @@ class FlowMatching(FlowBased):
                                      steps or self.config.likelihood_steps)
 
 
-@register("ot_flow_matching", recipes={"2d": Recipe(steps=2000, lr=4e-3, ema_decay=0.995, min_quality=_GATE)})
+@register("ot_flow_matching", recipes={"2d": Recipe(steps=1400, lr=4e-3, ema_decay=0.995, min_quality=_GATE)})
 class OTFlowMatching(FlowMatching):
     """Flow matching with minibatch optimal-transport couplings (Tong et al. 2024,
     arXiv:2302.00482; Pooladian et al. 2023, arXiv:2304.14772): within each batch, noise and

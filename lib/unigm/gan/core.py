@@ -41,7 +41,7 @@ class GANConfig:
 
 
 @register("gan",
-          recipes={"2d": Recipe(steps=1000, lr=1e-3, batch_size=128, min_quality={"two_moons": 0.7, "eight_gaussians": 0.7})})
+          recipes={"2d": Recipe(steps=1000, lr=1e-3, min_quality={"two_moons": 0.7, "eight_gaussians": 0.7})})
 class GAN(Adversarial, Implicit):
     """Non-saturating GAN with MLP generator and discriminator, and an R1 penalty on the
     discriminator (without it, training on 8 gaussians drops modes for some seeds)."""
@@ -129,7 +129,7 @@ class MinimaxGANConfig(GANConfig):
 
 
 @register("minimax_gan",
-          recipes={"2d": Recipe(steps=1000, lr=1e-3, batch_size=128, min_quality={"two_moons": 0.6, "eight_gaussians": 0.5})})
+          recipes={"2d": Recipe(steps=1000, lr=1e-3, min_quality={"two_moons": 0.6, "eight_gaussians": 0.5})})
 class MinimaxGAN(GAN):
     """The original minimax game: the generator minimises log(1 - D(G(z))), whose gradient
     vanishes when D confidently rejects the samples (Goodfellow et al. 2014, Sec. 3)."""

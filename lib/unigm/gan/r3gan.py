@@ -25,7 +25,7 @@ class R3GANConfig(GANConfig):
 
 
 @register("r3gan",
-          recipes={"2d": Recipe(steps=1000, lr=1e-3, batch_size=128, min_quality={"two_moons": 0.65, "eight_gaussians": 0.6})})
+          recipes={"2d": Recipe(steps=1000, lr=1e-3, min_quality={"two_moons": 0.65, "eight_gaussians": 0.6})})
 class R3GAN(GAN):
     """Relativistic pairing loss: the discriminator scores each real sample against a fake one,
     L_D = E softplus(D(G(z)) - D(x)),  L_G = E softplus(D(x) - D(G(z))),

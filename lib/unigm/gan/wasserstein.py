@@ -47,7 +47,7 @@ class WGANClipConfig(WGANConfig):
 
 
 @register("wgan_clip",
-          recipes={"2d": Recipe(steps=500, lr=1e-3, min_quality={"two_moons": 0.35, "eight_gaussians": 0.5})})
+          recipes={"2d": Recipe(steps=300, lr=1e-3, min_quality={"two_moons": 0.35, "eight_gaussians": 0.5})})
 class WGANClip(WGAN):
     """WGAN with weight clipping: every critic weight is clamped to [-c, c] after each step
     (Arjovsky et al. 2017, Algorithm 1), so the critic is K-Lipschitz for some K(c)."""
