@@ -64,6 +64,13 @@ def g_squared_ve(t, sigma_min: float = 0.01, sigma_max: float = 50.0):
     return 2 * sigma_ve(t, sigma_min, sigma_max) ** 2 * math.log(sigma_max / sigma_min)
 
 
+def sigma_squared_ve_kernel(t, sigma_min: float = 0.01, sigma_max: float = 50.0):
+    """sigma(t)^2 - sigma(0)^2: the variance of the VE transition kernel
+    p_0t(x_t | x_0) = N(x_0, (sigma(t)^2 - sigma(0)^2) I) (Song et al. 2021, Appendix B), the
+    integral of g^2 = g_squared_ve from 0 to t; 0 at t = 0."""
+    return sigma_ve(t, sigma_min, sigma_max) ** 2 - sigma_min**2
+
+
 # -- the linear (flow-matching) path <-> the VP path, through the signal-to-noise ratio -----------
 def alpha_bar_of_linear_path(t):
     """The alpha_bar whose VP path has the SNR of the linear path at time t:
@@ -90,5 +97,6 @@ _assert_boundary("alpha_bar_cosine(0)", alpha_bar_cosine(_ZERO), 1.0)
 _assert_boundary("alpha_bar_cosine(1)", alpha_bar_cosine(_ONE), 0.0)
 _assert_boundary("sigma_ve(0)", sigma_ve(_ZERO), 0.01)
 _assert_boundary("sigma_ve(1)", sigma_ve(_ONE), 50.0)
+_assert_boundary("sigma_squared_ve_kernel(0)", sigma_squared_ve_kernel(_ZERO), 0.0)
 _assert_boundary("alpha_bar_of_linear_path(0)", alpha_bar_of_linear_path(_ZERO), 1.0)
 _assert_boundary("alpha_bar_of_linear_path(1)", alpha_bar_of_linear_path(_ONE), 0.0)

@@ -1,6 +1,6 @@
 """Lecture 02's derivations, every step machine-checked (sympy) and every result checked
 numerically against the library's own code. One module per group of results:
-dsm (1, 11), dynamics (2, 7), paths (3), adversarial (4, 5), energy (6), likelihood (8, 9),
+dsm (1, 11), dynamics (2, 7), paths and targets (3), adversarial (4, 5), energy (6), likelihood (8, 9),
 ddim (10), facts (12); core holds the registry and helpers, report the table and `show`.
 
     from unigm.course import derivations
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 # importing a topic module registers its checks
 from . import adversarial, ddim, dsm, dynamics, energy, facts, likelihood, paths  # noqa: F401
+from . import targets  # noqa: F401  (after paths: checks 3.11-3.13)
 from .core import REGISTRY, RESULTS, Outcome, Report, check, run
 from .report import main, run_all, show, table
 
