@@ -26,7 +26,7 @@ def test_every_gan_is_registered_with_a_2d_recipe_and_its_quality_gates():
     for name, cls in GANS.items():
         assert zoo.model_class(name) is cls and cls.name == name
         recipe = zoo.recipe(name, "2d")
-        assert recipe.batch_size == 256 and recipe.lr == 1e-3 and recipe.steps >= 500
+        assert recipe.batch_size in (128, 256) and recipe.lr == 1e-3 and recipe.steps >= 300
         assert list(recipe.min_quality) == ["two_moons", "eight_gaussians"]
         assert all(0 < g < 1 for g in recipe.min_quality.values())
     assert WGAN not in registry.MODELS.values()  # the unconstrained dual is a base, not a model
