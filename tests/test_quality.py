@@ -24,8 +24,8 @@ def reference(dataset):
 @pytest.fixture(scope="module")
 def trained(request):
     """The selected (model, dataset) pairs (all of them, or those `-k` keeps), trained at once."""
-    selected = [item.callspec.params for item in request.session.items
-                if item.originalname == "test_model_reaches_its_quality_gate"]
+    selected = [item.callspec.params for item in request.session.items  # notebook cells are items too
+                if getattr(item, "originalname", None) == "test_model_reaches_its_quality_gate"]
     pairs = [(p["model"], p["dataset"]) for p in selected]
     jobs = [Job(model, data.toy(dataset), seed=0) for model, dataset in pairs]
     return dict(zip(pairs, train_many(jobs, progress=False)))
