@@ -566,7 +566,7 @@ mean_image_mse = (digits_test - digits_train.mean(0)).pow(2).mean().item()
 quantized = {"VQ-VAE, no restarts": "vqvae_plain", "VQ-VAE, restarts": "vqvae_restarts", "FSQ (8, 8, 8)": "fsq_vae"}
 q_rows, reconstructions = [], {}
 for label, checkpoint in quantized.items():
-    model, history = checkpoints.load(checkpoint)  # trained by `make checkpoints`; see the note below
+    model, history = checkpoints.load(checkpoint)  # trained by `make checkpoints`; see the note in 4.3
     trained[label] = (model, history)
     _, train_indices = model.reconstruct(digits_train)
     recon, _ = model.reconstruct(digits_test)
