@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 01 Paradigms: experience, intuition, and the families (part 1: VAEs, flows, GANs)
+# # 01 Paradigms: experience, intuition, and the families (VAEs, flows, GANs, diffusion)
 #
 # *Reading time 45 min, run time about 7 min on a 2-core laptop CPU (quick profile), 5.5 of them training.*
 #
@@ -29,7 +29,10 @@
 # 4. **compare** four ways to train a flow (coupling layers, a CNF by maximum likelihood, flow
 #    matching with independent or optimal-transport couplings, reflow) by quality, cost and
 #    straightness of the paths;
-# 5. **diagnose** mode collapse in a GAN and show which gradient penalty cures it.
+# 5. **diagnose** mode collapse in a GAN and show which gradient penalty cures it;
+# 6. **choose** a diffusion model's parts (what the network predicts, SDE or ODE sampler, the
+#    number of steps, distillation, pixel or latent space) and predict what each choice costs
+#    in quality, network evaluations and time.
 #
 # **Prerequisites.** Lecture 00 (the four losses as distances, the quality score $G$ measured
 # with $W_2$ against held-out data, `fit` and the zoo). Mathematics: Gaussian densities and the
@@ -39,8 +42,8 @@
 # families apart: first **by hand** (what does each paradigm do to turn noise into data?), then
 # **by history** (why did each idea follow the previous one?), then **by interface** (the four
 # methods a model can offer), and finally **family by family**: the VAE, flow and GAN families
-# here, every model trained live and measured on held-out data. Diffusion, autoregressive and
-# world models follow in part 2 (marked places at the end).
+# and diffusion families here, every model trained live and measured on held-out data.
+# Autoregressive and world models follow in part 2b (marked places at the end).
 
 # %%
 import math
@@ -49,7 +52,7 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
-from unigm import data, metrics, runtime, samplers, zoo
+from unigm import bench, data, metrics, runtime, samplers, zoo
 from unigm.base import FlowBased, Implicit, LikelihoodBased, ScoreBased
 from unigm.bench import measure
 from unigm.course import checkpoints
@@ -57,6 +60,7 @@ from unigm.course.figures import (check_readable, markdown_table, plot_idea_chai
                                   scatter2d, segment_crossings, use_course_style)
 from unigm.course.widgets import show_source
 from unigm.data import GaussianMixture
+from unigm.diffusion import ConsistencyDistillation, ConsistencyModel
 from unigm.flows import AffineCoupling, OTFlowMatching, straightness
 from unigm.gan.r3gan import pairing_loss
 from unigm.train import Job, fit, train_many
@@ -1165,13 +1169,463 @@ for figure in (fig_gans, fig_gan_curves, fig_collapse, fig_collapse_curves, fig_
 #    high-quality fraction) would you expect it to win, and which to risk?
 # 4. The R1 penalty is zero-centred: it pushes $|\nabla_x D(x)|$ towards 0 on real data. Why does
 #    a flat discriminator around the data help a generator that is stuck on a few modes?
+
+# %% [markdown]
+# ## 7. The diffusion family
 #
-# ## 7. Coming in part 2
+# **The story.** Lecture 00 trained one diffusion model; this section takes the family apart.
+# All of it rests on **one noising process**, $x_t=\alpha_t x_0+\sigma_t\varepsilon$, which turns
+# data into noise with no learning at all. A network learns to undo it, and there are only a few
+# choices to make: **what the network predicts** (the noise $\varepsilon$, the clean point $x_0$,
+# or the velocity-like $v$), **how time is run backwards** (a stochastic differential equation or
+# its deterministic twin, the probability-flow ODE), **how many steps** the sampler takes (from
+# 1,000 down to one, with DDIM and consistency models), and **in which space** the process runs
+# (pixels, or the latent space of an autoencoder). Every choice is measured below.
 #
-# <!-- PART 2: diffusion family -->
-# **Diffusion family** (to follow): DDPM with epsilon, x0 and v prediction; DDIM; the score
-# SDE (VP and VE), the reverse SDE and the probability-flow ODE; latent diffusion;
-# consistency models.
+# ### 7.1 One noising process
+#
+# **Intuition.** Take the two moons and blur them: shrink every point towards the origin and add
+# Gaussian noise. A little noise smears the moons; a lot leaves a Gaussian blob that no longer
+# remembers them. The two standard ways to blur differ in the shrinking: **variance preserving**
+# (VP, DDPM's $\alpha_t=\sqrt{\bar\alpha_t}$, $\sigma_t=\sqrt{1-\bar\alpha_t}$, the total variance stays
+# near 1) and **variance exploding** (VE, $\alpha_t=1$, $\sigma_t$ grows to 10: no shrinking, just
+# more and more noise). Both are described by one number per time, the **signal-to-noise
+# ratio** $\mathrm{SNR}(t)=\alpha_t^2/\sigma_t^2$.
+#
+# **Predict.** On the VP path, at what fraction of the time axis are the two moons no longer
+# recognisable: around $t=0.1$, $0.3$ or $0.7$?
+
+# %%
+vp, ve = zoo.make("score_sde_vp", (2,)), zoo.make("score_sde_ve", (2,))  # untrained: only their paths are used
+x_clean = moons_ref.test[:1000]
+noise = torch.randn(x_clean.shape, generator=torch.Generator().manual_seed(0))
+times = [0.0, 0.1, 0.2, 0.3, 0.5, 1.0]
+fig_noising, axes = plt.subplots(2, len(times), figsize=(18, 6.5))
+for row, (model, label) in enumerate(((vp, "VP"), (ve, "VE"))):
+    for ax, t in zip(axes[row], times):
+        x_t = model.gaussian_path.sample(x_clean, noise, torch.tensor(t))
+        snr = model.gaussian_path.snr(torch.tensor(max(t, 1e-3), dtype=torch.float64)).item()
+        scatter2d(ax, x_t, f"{label}, t = {t}, SNR = {snr:.2g}", lim=3.5 if label == "VP" else 12, size=2)
+plt.tight_layout()
+check_readable(fig_noising)
+plt.show()
+
+# %% [markdown]
+# *Figure: the same 1,000 points and the same noise, blurred by the VP path (top) and the VE
+# path (bottom, wider axes) at six times. Look at $t=0.3$: the VP moons are gone at an SNR near
+# 1 (signal and noise equally strong), while the VE points keep their spread and drown in a
+# noise cloud ten times wider by $t=1$. Where the moons dissolve is set by the SNR, not by $t$:
+# half of the time axis is spent on nearly pure noise, which is one reason later schedules
+# (cosine, the flow-matching line) spread the SNR differently.*
+#
+# ### 7.2 Three things a network can predict
+#
+# **Intuition.** Given a noisy point $x_t$ and the time $t$, knowing which noise was added is the
+# same as knowing the clean point: $x_0=(x_t-\sigma_t\varepsilon)/\alpha_t$. So the network may be asked
+# for $\varepsilon$ (DDPM), for $x_0$, or for $v=\alpha_t\varepsilon-\sigma_t x_0$ (Salimans & Ho 2022); any one
+# implies the other two. What differs is *which errors are cheap*. Lecture 02 (steps 3.11-3.13)
+# derives that the three losses are the $\varepsilon$-loss weighted by $1$, $1/\mathrm{SNR}$ and
+# $1+1/\mathrm{SNR}$: the $x_0$-loss hardly cares about the low-noise end, where the last sampling
+# steps happen.
+#
+# **Algebra.** The library converts between the three with the path (`unigm.diffusion.targets`),
+# and the loss is a plain regression on the chosen target:
+
+# %%
+show_source(zoo.model_class("ddpm").loss)
+
+# %% [markdown]
+# The $\varepsilon$-DDPM is the one of section 1 (the same recipe and seed would train the same
+# weights, so we reuse it); we train the $x_0$- and $v$-models, the two score SDEs of section 7.3
+# and the two consistency models of section 7.5 (one of them distils the DDPM of section 1) at
+# once: six trainings, two at a time.
+#
+# **Predict.** All three DDPMs have the same network, data and number of steps. Will their
+# samples (1,000 ancestral steps) be equally good?
+
+# %%
+distillation = Job("consistency_distillation", moons, steps=runtime.by_profile(quick=2000, full=8000),
+                   teacher=(Job("ddpm", moons), ddpm.state_dict()), label="consistency distillation (teacher: ddpm)")
+ddpm_x0, ddpm_v, sde_vp, sde_ve, consistency_trained, student = train(
+    Job("ddpm_x0", moons), Job("ddpm_v", moons), Job("score_sde_vp", moons), Job("score_sde_ve", moons),
+    Job("consistency_training", moons), distillation)  # the last two are for section 7.5
+target_models = {"epsilon": ddpm, "x0": ddpm_x0, "v": ddpm_v}
+target_rows, target_samples = [], {}
+for target, model in target_models.items():
+    with samplers.count_nfe() as nfe:
+        target_samples[target] = model.sample(2000, generator=torch.Generator().manual_seed(1))
+    fast = model.sample(2000, 20, eta=0.0, generator=torch.Generator().manual_seed(1))
+    target_rows.append({"target": target, "model": model.name, "train s": trained[model.name][1].seconds,
+                        "NFE": nfe.count, "G (1000 ancestral steps)": metrics.sample_quality(target_samples[target], moons_ref).gap_closed,
+                        "G (20 DDIM steps)": metrics.sample_quality(fast, moons_ref).gap_closed})
+display(Markdown(markdown_table(target_rows, list(target_rows[0]), digits=2)))
+by_target = {row["target"]: row for row in target_rows}
+
+# %% [markdown]
+# No. The $\varepsilon$- and $v$-models match the data; the $x_0$-model does not, and it does better
+# with 20 DDIM steps than with 1,000 ancestral ones. Why? Measure each model's error in the noise it
+# implies, $\mathbb E|\hat\varepsilon-\varepsilon|^2$, at each noise level, on held-out points.
+
+# %%
+t_grid = torch.logspace(-3, 0, 31)
+held_out_noise = torch.randn(moons_ref.test.shape, generator=torch.Generator().manual_seed(3))
+eps_error = {target: [] for target in target_models}
+with torch.no_grad():
+    for target, model in target_models.items():
+        for t in t_grid:
+            t_batch = torch.full((len(moons_ref.test),), t.item())
+            x_t = model.noise(moons_ref.test, held_out_noise, t_batch)
+            eps_error[target].append((model.predict_eps(x_t, t_batch) - held_out_noise).pow(2).sum(1).mean().item())
+fig_targets, axes = plt.subplots(1, 4, figsize=(19, 4.5))
+for target, style in (("epsilon", "-"), ("x0", "--"), ("v", ":")):
+    axes[0].loglog(t_grid, eps_error[target], style, lw=3, label=f"predicts {target}")
+axes[0].set_xlabel("time $t$ (noise level; log scale)")
+axes[0].set_ylabel(r"$\mathbb{E}|\hat\varepsilon-\varepsilon|^2$ (held out)")
+axes[0].set_title("implied noise error")
+axes[0].legend()
+for ax, target in zip(axes[1:], target_models):
+    g = metrics.sample_quality(target_samples[target], moons_ref).gap_closed
+    scatter2d(ax, target_samples[target], f"predicts {target}: G = {g:.2f}", lim=(3.5, 2.5))
+plt.tight_layout()
+check_readable(fig_targets)
+plt.show()
+
+# %% [markdown]
+# *Figure: left, the error of the implied noise against the noise level (log-log); right, 2,000
+# ancestral samples of each model. Look at the left end of the dashed curve: below $t\approx0.05$
+# the $x_0$-model's implied noise is wrong by far more than the others' (over ten times more at
+# $t=0.001$). There
+# $\hat\varepsilon=(x_t-\alpha_t\hat x_0)/\sigma_t$ divides a small error in $\hat x_0$ by a tiny
+# $\sigma_t$. The implied noise is too large: the model believes every point is noisier than it is
+# and pulls it onto the centre line of its moon, and the long chain takes hundreds of steps in
+# that region, each pulling again. Its samples come out too thin, bunched at the tips. Fewer,
+# larger steps (20 DDIM steps) spend fewer steps there. The $v$-target has the $\varepsilon$-target's behaviour at low noise and the
+# $x_0$-target's at high noise, the reason it is the default of many modern models.*
+#
+# ### 7.3 Two ways to run time backwards: the SDE and the probability-flow ODE
+#
+# **Intuition.** The noising process is a random walk with a drift (an SDE). Anderson (1982)
+# showed it can be run backwards, as another SDE whose drift needs one extra thing, the
+# **score** $\nabla\log p_t(x)$: a force pointing to where the noisy data are denser. Song et al.
+# (2021) added that a *deterministic* ODE, the probability-flow ODE, moves a cloud of points
+# through exactly the same sequence of densities $p_t$ (lecture 02, result 2, proves it). The SDE
+# walk is noisy and forgiving; the ODE is smooth, reversible, and gives an exact likelihood.
+#
+# **Algebra.** For the forward SDE $dx=f(x,t)\,dt+g(t)\,dW$ (VP: $f=-\tfrac{\beta}{2}x$, $g^2=\beta$;
+# VE: $f=0$, $g^2=d\sigma^2/dt$),
+# $$dx=\big[f-g^2\nabla\log p_t(x)\big]dt+g\,d\bar W\quad\text{(reverse SDE)},\qquad
+# \frac{dx}{dt}=f-\tfrac12 g^2\nabla\log p_t(x)\quad\text{(PF-ODE)},$$
+# with the score from the noise prediction, $\nabla\log p_t=-\hat\varepsilon/\sigma_t$. A
+# **predictor-corrector** sampler adds Langevin steps at each time, which pull the points back
+# toward $p_t$ and correct the predictor's errors.
+#
+# **Predict.** Start the reverse SDE and the ODE from the *same* noise. Will they end at the
+# same points? At the same distribution?
+
+# %%
+start = sde_vp.randn(12, 2, generator=torch.Generator().manual_seed(5))
+paths = {"ode": [], "sde": []}  # every state of each sampler, from t = 1 to t_min
+samplers.heun(sde_vp.probability_flow_velocity, start, 100, 1.0, sde_vp.config.t_min, paths["ode"])
+samplers.euler_maruyama(*sde_vp.reverse_sde(), start, 100, 1.0, sde_vp.config.t_min, torch.Generator().manual_seed(6),
+                        paths["sde"], denoise=True)
+paths = {method: torch.stack(states) for method, states in paths.items()}  # (101, 12, 2)
+sde_rows = []
+for model in (sde_vp, sde_ve):
+    for method in ("ode", "sde", "pc"):
+        with samplers.count_nfe() as nfe:
+            x = model.sample(2000, generator=torch.Generator().manual_seed(1), method=method)
+        sde_rows.append({"model": model.name, "sampler": {"ode": "PF-ODE (Heun)", "sde": "reverse SDE (Euler-Maruyama)",
+                                                          "pc": "predictor-corrector"}[method],
+                         "NFE": nfe.count, "G": metrics.sample_quality(x, moons_ref).gap_closed})
+test_points = moons_ref.test[:500]
+kl_estimate = {}
+for model in (sde_vp, sde_ve):
+    gap = moons.log_prob(test_points) - model.log_prob(test_points).detach()  # log p_data - log p_theta, pointwise
+    kl_estimate[model.name] = (gap.mean().item(), gap.std().item() / len(gap) ** 0.5)
+display(Markdown(markdown_table(sde_rows, ["model", "sampler", "NFE", "G"], digits=2)))
+for name, (kl, stderr) in kl_estimate.items():
+    print(f"{name}: KL(p_data || p_theta) estimated through the PF-ODE likelihood = {kl:.3f} +- {stderr:.3f} nats")
+
+fig_sde, axes = plt.subplots(1, 2, figsize=(12, 5), sharex=True, sharey=True)
+for ax, method, title in ((axes[0], "ode", "probability-flow ODE"), (axes[1], "sde", "reverse SDE")):
+    scatter2d(ax, moons_ref.test, title, lim=3.5, color="0.75")
+    ax.plot(paths[method][:, :, 0], paths[method][:, :, 1], lw=1.5)
+    ax.plot(paths[method][-1, :, 0], paths[method][-1, :, 1], "k.", ms=8)
+plt.tight_layout()
+check_readable(fig_sde)
+plt.show()
+
+# %% [markdown]
+# *Figure: twelve trajectories of the trained VP model from the same twelve noise draws, by the
+# ODE (left: smooth curves) and by the reverse SDE (right: jagged walks), over the data (grey);
+# black dots are where they end. Look at the endpoints: the two methods send the same start to
+# different points, yet the table shows both clouds match the data. The samplers agree on
+# distributions, not on individual samples. The ODE is also what makes the likelihood exact: the
+# KL estimates printed above are small and not negative beyond their noise.*
+#
+# ### 7.4 Fewer steps: DDIM, and what each sampler buys
+#
+# **Intuition.** A sampler with 1,000 steps costs 1,000 network evaluations per sample. DDIM
+# (Song, Meng & Ermon 2021) takes big deterministic steps along the same model: with $\eta=0$ it
+# is the Euler method on the probability-flow ODE in the right variables (lecture 02, result 10),
+# with $\eta=1$ it is the ancestral chain on a coarser grid, and values between interpolate the
+# noise. All five samplers below use **one** trained network, the $\varepsilon$-DDPM of 7.2.
+#
+# **Predict.** At 10 network evaluations, which sampler is best: the stochastic ancestral chain,
+# deterministic DDIM, or Heun's second-order ODE solver (2 evaluations per step)?
+
+# %%
+t_end = 1 / ddpm.config.num_steps  # the smallest noise level the DDPM was trained on
+reverse_vp = samplers.reverse_sde_vp(ddpm.score, ddpm.beta)
+start_noise = lambda n, g: ddpm.randn(n, 2, generator=g)  # noqa: E731
+five_samplers = {
+    "ancestral (DDIM eta = 1)": lambda n, k, g: ddpm.sample(n, k, eta=1.0, generator=g),
+    "DDIM eta = 0": lambda n, k, g: ddpm.sample(n, k, eta=0.0, generator=g),
+    "PF-ODE, Heun": lambda n, k, g: samplers.heun(ddpm.probability_flow_velocity, start_noise(n, g), k, 1.0, t_end),
+    "reverse SDE, Euler-Maruyama": lambda n, k, g: samplers.euler_maruyama(*reverse_vp, start_noise(n, g), k, 1.0, t_end,
+                                                                           g, denoise=True),
+    "predictor-corrector": lambda n, k, g: samplers.predictor_corrector(*reverse_vp, ddpm.score, start_noise(n, g), k,
+                                                                        0.05, 1, None, 1.0, t_end, g),
+}
+moons_ref_1k = metrics.reference(moons, n=1000)  # 1,000 points per measurement: 30 measurements in seconds
+one_evaluation = ("ancestral (DDIM eta = 1)", "DDIM eta = 0", "reverse SDE, Euler-Maruyama")
+sweep = bench.quality_vs_steps({name: five_samplers[name] for name in one_evaluation}, moons_ref_1k,
+                               steps=(5, 10, 20, 50, 200, 1000))  # NFE = steps
+sweep += bench.quality_vs_steps({name: fn for name, fn in five_samplers.items() if name not in one_evaluation},
+                                moons_ref_1k, steps=(5, 10, 25, 100, 500))  # NFE = 2 steps: 10 to 1,000
+fig_steps, ax = plt.subplots(figsize=(10, 5.5))
+for (name, marker) in zip(five_samplers, "osD^v"):
+    points = [p for p in sweep if p.sampler == name]
+    ax.semilogx([p.nfe for p in points], [p.gap_closed for p in points], marker + "-", lw=2, ms=8, label=name)
+fresh_1k = metrics.fresh_data_gap_closed(moons, moons_ref_1k, draws=3)
+ax.axhspan(fresh_1k.min().item(), fresh_1k.max().item(), color="0.85", label="fresh data (3 draws)")
+ax.set_xlabel("network evaluations per sample (NFE, log scale)")
+ax.set_ylabel("G on 1,000 held-out points")
+ax.set_ylim(-0.5, 1.2)
+ax.set_title("one trained DDPM, five samplers")
+ax.legend(loc="lower right")
+check_readable(fig_steps)
+plt.show()
+sweep_table = [{"sampler": name, **{f"NFE {p.nfe}": p.gap_closed for p in sweep if p.sampler == name}}
+               for name in five_samplers]
+print("G at each NFE (1,000 points):")
+for row in sweep_table:
+    print(f"  {row.pop('sampler'):>28}: " + ", ".join(f"{k} {v:.2f}" for k, v in row.items()))
+
+# %% [markdown]
+# *Figure: G against the network evaluations actually spent, for five samplers of the same
+# DDPM; the grey band is where fresh data land at this sample size. Look first at the right half:
+# from about 50 evaluations on, all five sit on one plateau. With enough steps the SDE and ODE
+# samplers sample the same distribution, and what separates the plateau from the grey band is
+# the network's error, not the sampler's. Then at the left end: below 20 evaluations every
+# sampler falls apart, and the predictor-corrector is the worst at 10 evaluations, because it
+# spends half of them on Langevin corrections at fixed times instead of on moving through time.*
+
+# %% [markdown]
+# The issue every practitioner meets: how much quality do 20 DDIM steps give up against the full
+# chain? On the 2,000-point reference, averaged over two sampling seeds (one seed's $G$ moves
+# by about 0.05); seed 1 is the table of section 7.2:
+
+# %%
+ancestral_g = [by_target["epsilon"]["G (1000 ancestral steps)"],
+               metrics.sample_quality(ddpm.sample(2000, generator=torch.Generator().manual_seed(2)), moons_ref).gap_closed]
+ddim20_g = [by_target["epsilon"]["G (20 DDIM steps)"],
+            metrics.sample_quality(ddpm.sample(2000, 20, eta=0.0, generator=torch.Generator().manual_seed(2)),
+                                   moons_ref).gap_closed]
+ddim20_gap = sum(ancestral_g) / 2 - sum(ddim20_g) / 2
+print(f"G, 1,000 ancestral steps: {', '.join(f'{g:.3f}' for g in ancestral_g)}; "
+      f"20 DDIM steps: {', '.join(f'{g:.3f}' for g in ddim20_g)}; mean gap {ddim20_gap:+.3f}")
+
+
+# %% [markdown]
+# ### 7.5 One step: consistency models
+#
+# **Intuition.** The probability-flow ODE is deterministic: each noise point has exactly one
+# endpoint, and every point along its trajectory shares that endpoint. A **consistency model**
+# (Song, Dhariwal, Chen & Sutskever 2023) learns the map "any point on a trajectory $\mapsto$ its
+# endpoint" directly, $f_\theta(x_t,t)=x_0$, so one network evaluation turns noise into data. It
+# is taught *consistency*: two neighbouring points of the same trajectory must map to the same
+# place. With a teacher (**consistency distillation**, CD), the neighbour is one Heun step of a
+# trained diffusion model's ODE; without one (**consistency training**, CT), the two points are
+# built from the same data point and the *same* noise at adjacent noise levels (lecture 02, check
+# 12.9, shows why sharing the noise matters).
+#
+# **Algebra.** On the path $x=x_0+\sigma(t)z$ the model is
+# $f_\theta(x,t)=c_\text{skip}(t)\,x+c_\text{out}(t)\,F_\theta(x,t)$ with $c_\text{skip}(t_\text{min})=1$ and
+# $c_\text{out}(t_\text{min})=0$, so $f_\theta(x,t_\text{min})=x$ holds *exactly*, for any network: the
+# boundary condition is built in, not learned. The loss compares the student at $t_{n+1}$ with a
+# slowly moving copy of itself (an EMA "target network", no gradient) at $t_n$:
+# $d\big(f_\theta(x_{t_{n+1}},t_{n+1}),\,f_{\theta^-}(\hat x_{t_n},t_n)\big)$.
+
+# %%
+show_source(ConsistencyModel.consistency_function)
+
+# %% [markdown]
+# Both were trained in the batch of section 7.2: the student distilled the $\varepsilon$-DDPM of
+# section 1 (a frozen copy of it, 2,000 distillation steps), the other learned from data alone.
+#
+# **Predict.** One network evaluation of the distilled model against 20 of DDIM with its teacher:
+# which has the higher G? Will a second step help the student?
+
+# %%
+cd_history = trained["consistency distillation (teacher: ddpm)"][1]
+print(f"distillation: {cd_history.steps} steps in {cd_history.seconds:.1f} s; consistency training: "
+      f"{trained['consistency_training'][1].steps} steps in {trained['consistency_training'][1].seconds:.1f} s")
+consistency_models = {"CD student": student, "CT (no teacher)": consistency_trained}
+renoise_times = (0.5, 0.6, 0.7, 0.8)  # the one knob of two-step sampling: where to add noise back
+two_step_g = {label: [metrics.sample_quality(model.sample(1000, 2, times=[tau], generator=torch.Generator().manual_seed(1)),
+                                             moons_ref_1k).gap_closed for tau in renoise_times]  # 1,000 points: a quick scan
+              for label, model in consistency_models.items()}
+best_tau = {label: renoise_times[max(range(len(renoise_times)), key=g.__getitem__)] for label, g in two_step_g.items()}
+one_step_rows, one_step_samples = [], {}
+for label, model in consistency_models.items():
+    for steps, times in ((1, None), (2, [best_tau[label]])):
+        name = f"{label}, {steps} step{'s' if steps > 1 else ''}"
+        with samplers.count_nfe() as nfe:
+            one_step_samples[name] = model.sample(2000, steps, times=times, generator=torch.Generator().manual_seed(1))
+        one_step_rows.append({"sampler": name, "NFE": nfe.count,
+                              "G": metrics.sample_quality(one_step_samples[name], moons_ref).gap_closed})
+with samplers.count_nfe() as nfe:
+    teacher_ode = student.sample_teacher(2000, generator=torch.Generator().manual_seed(1))
+one_step_rows += [
+    {"sampler": "teacher: its ODE on the student's grid (Heun)", "NFE": nfe.count,
+     "G": metrics.sample_quality(teacher_ode, moons_ref).gap_closed},
+    {"sampler": "teacher: DDIM, 20 steps", "NFE": 20, "G": sum(ddim20_g) / 2},
+    {"sampler": "teacher: ancestral, 1,000 steps", "NFE": 1000, "G": sum(ancestral_g) / 2}]
+display(Markdown(markdown_table(one_step_rows, ["sampler", "NFE", "G"], digits=2)))
+cd_g = {row["sampler"]: row["G"] for row in one_step_rows}
+
+fig_consistency, axes = plt.subplots(1, 5, figsize=(22, 4.5))
+renoise_sigmas = [sigma.item() for sigma in student.sigma(torch.tensor(renoise_times))]
+for (label, g), style in zip(two_step_g.items(), ("o-", "s--")):
+    axes[0].plot(renoise_sigmas, g, style, lw=2, ms=8, label=label)
+axes[0].set_xscale("log")
+axes[0].set_xticks(renoise_sigmas, [f"{sigma:.2g}" for sigma in renoise_sigmas])
+axes[0].minorticks_off()
+axes[0].set_xlabel(r"re-noising level $\sigma(\tau)$ (data units)")
+axes[0].set_ylabel("G, two steps (1,000 points)")
+axes[0].set_title("where to add noise back")
+axes[0].legend()
+for ax, name in zip(axes[1:], one_step_samples):
+    scatter2d(ax, one_step_samples[name], f"{name}: G = {cd_g[name]:.2f}", lim=(3.5, 2.5))
+plt.tight_layout()
+check_readable(fig_consistency)
+plt.show()
+
+# %% [markdown]
+# *Figure: left, G of two-step sampling against the noise level the second step starts from;
+# right, 2,000 samples of the distilled student and of the consistency-trained model, with one
+# and with two network evaluations (the second at the best level on the left). Look at the
+# one-step panels: the moons are there after a single evaluation, blurred at the tips and with a
+# few points in the gap. Whether a second step helps depends on where it re-noises: too little
+# noise and it cannot fix the first step's errors, too much and it throws the first step away.
+# Song et al. choose that level by search as well.* One evaluation of the student is worth about
+# 20 of its teacher's DDIM steps; it does not beat its teacher's own ODE, whose endpoints it was
+# taught to copy, and the teacher-free model gets close without any diffusion model at all. The
+# price moved from sampling to training: distillation needs a trained teacher and a second
+# training run.
+
+# %% [markdown]
+# ### 7.6 Latent space makes it cheap
+#
+# **Intuition.** An 8x8 digit has 64 pixels, but the digits vary in far fewer ways: stroke,
+# slant, thickness, which digit. Spending the diffusion's effort on all 64 dimensions wastes most
+# of it on pixel-level detail an autoencoder can restore. Latent diffusion (Rombach et al. 2022)
+# first trains an autoencoder, then runs the diffusion on the autoencoder's small latent code
+# (here 8 numbers, scaled to unit variance) and decodes the result.
+#
+# **What we compare.** The same DDPM (network, schedule, sampler, 6,000 training steps, batch,
+# learning rate, seed) in pixel space and in the latent space of a lightly KL-regularised
+# autoencoder, whose 2,000 training steps come out of the same 6,000. Image models follow the
+# course's checkpoint rule: they load from `checkpoints/` (trained by `make checkpoints`, recipe
+# and metrics recorded beside them; `UNIGM_RETRAIN=1` trains them here instead). Quality is the
+# judge's `image_quality` on 1,000 samples, each number next to its data floor.
+#
+# **Predict.** Which wins on FD at the same number of network evaluations? And which produces
+# more samples per second at the same number of evaluations?
+
+# %%
+latent_model, latent_history = checkpoints.load("latent_diffusion")
+pixel_model, pixel_history = checkpoints.load("pixel_ddpm")
+print(f"latent diffusion: trained {latent_history.steps} steps in {latent_history.seconds:.0f} s "
+      f"(recorded); pixel DDPM: {pixel_history.steps} steps in {pixel_history.seconds:.0f} s (recorded)")
+latent_rows = checkpoints.compare_diffusion(latent_model, pixel_model, n=1000, steps=(100, 20), repeats=1)
+display(Markdown(checkpoints.comparison_table(latent_rows)))
+
+# %%
+fig_latent, axes = plt.subplots(3, 12, figsize=(16, 4.6))
+grids = {"data (test)": digits_test[:12],
+         "latent diffusion, 100 steps": latent_model.sample(12, 100, generator=torch.Generator().manual_seed(4)),
+         "pixel DDPM, 100 steps": pixel_model.sample(12, 100, generator=torch.Generator().manual_seed(4))}
+for row, (title, images) in zip(axes, grids.items()):
+    for ax, img in zip(row, images):
+        ax.imshow(img[0], cmap="gray_r", vmin=0, vmax=1)
+        ax.set_axis_off()
+    row[0].set_title(title, loc="left", fontsize=13)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# *Figure: twelve test digits (top) and twelve samples of each model with 100 steps. Look at the
+# strokes: the latent model's digits are clean because its decoder draws them, while the pixel
+# model's carry speckle and broken strokes, the pixel-level detail it has to get right itself.*
+#
+# The table answers the two questions differently. **Per network evaluation** the two cost about
+# the same here (the DDPM's MLP dominates, whether it reads 8 or 64 numbers), so latent space is not
+# faster per step. **Per unit of quality** it is much cheaper: its 20-step samples have a lower FD
+# than the pixel model's 100-step samples, and it is close to the data floor on FD, recall and
+# coverage. On real images the per-step saving also appears, because there the network's cost
+# grows with the number of pixels (a convolution over 512x512x3 values against 64x64x4 latents).
+
+# %% tags=["checks"]
+# Section 7: what the tables and figures above must show (gates: the recipes' min_quality, measured margins)
+G_MIN = {name: zoo.recipe(name).min_quality["two_moons"] for name in ("ddpm", "ddpm_x0", "ddpm_v")}
+for row in target_rows:
+    print(f"{row['model']:>8}: G = {row['G (1000 ancestral steps)']:.3f} (must be >= {G_MIN[row['model']]})")
+    assert row["G (1000 ancestral steps)"] >= G_MIN[row["model"]], row
+assert min(by_target["epsilon"]["G (1000 ancestral steps)"], by_target["v"]["G (1000 ancestral steps)"]) >= 0.9
+assert by_target["x0"]["G (20 DDIM steps)"] > by_target["x0"]["G (1000 ancestral steps)"] + 0.2  # fewer steps help x0
+assert eps_error["x0"][0] > 10 * max(eps_error["epsilon"][0], eps_error["v"][0])  # at t = 0.001 (the figure's left end)
+for row in sde_rows:  # score SDEs: every sampler at its default steps
+    assert row["G"] >= zoo.recipe(row["model"]).min_quality["two_moons"], row
+for name, (kl, stderr) in kl_estimate.items():
+    assert -3 * stderr < kl < 0.3, (name, kl, stderr)  # no better than the truth; small
+assert (paths["ode"][-1] - paths["sde"][-1]).norm(dim=1).mean() > 0.1  # same start, different endpoints
+high_nfe = [p.gap_closed for p in sweep if p.steps >= 100]
+assert max(high_nfe) - min(high_nfe) < 0.15, high_nfe  # one plateau with enough steps
+assert max(p.gap_closed for p in sweep if p.nfe <= 10) < 0.8  # all fall apart below 20 NFE
+at_10 = {p.sampler: p.gap_closed for p in sweep if p.nfe == 10}
+assert min(at_10, key=at_10.get) == "predictor-corrector", at_10
+print(f"DDIM, 20 steps vs ancestral, 1,000 steps: mean gap {ddim20_gap:+.3f} (must be < 0.08)")
+assert ddim20_gap < 0.08
+assert cd_g["CD student, 1 step"] >= 0.75 and cd_g["CD student, 2 steps"] >= 0.85, cd_g  # issue 12's targets
+assert cd_g["CT (no teacher), 1 step"] >= zoo.recipe("consistency_training").min_quality["two_moons"], cd_g
+assert cd_g["CD student, 1 step"] <= cd_g["teacher: its ODE on the student's grid (Heun)"] + 0.05  # no better than its teacher
+latent_100, pixel_100 = (next(r for r in latent_rows if r["model"] == m and r["nfe"] == 100)
+                         for m in ("latent diffusion", "pixel DDPM"))
+latent_20 = next(r for r in latent_rows if r["model"] == "latent diffusion" and r["nfe"] == 20)
+assert latent_100["classes_covered"] == 10 and latent_100["frechet_distance"] < 1.6 * latent_100["frechet_distance_floor"]
+assert latent_100["frechet_distance"] < 0.6 * pixel_100["frechet_distance"]
+assert latent_20["frechet_distance"] < pixel_100["frechet_distance"]  # 20 latent steps beat 100 pixel steps
+for figure in (fig_noising, fig_targets, fig_sde, fig_steps, fig_consistency):
+    check_readable(figure)
+print("section 7 checks passed")
+
+# %% [markdown]
+# ### Check your understanding
+#
+# 1. A network predicts $\hat x_0$. Write the noise it implies and explain why an error of 0.01 in
+#    $\hat x_0$ matters more at $t=0.001$ than at $t=0.5$.
+# 2. The reverse SDE and the probability-flow ODE start from the same noise and end at different
+#    points. Why do both still count as samplers of the same model?
+# 3. Why can the ODE give an exact likelihood, and the SDE not (at least not as directly)?
+# 4. A consistency model's boundary condition $f(x,t_\text{min})=x$ is built into its
+#    parametrisation. What would go wrong if it had to be learned?
+# 5. Latent diffusion was not faster per network evaluation here. Under what conditions is it,
+#    and why is it still cheaper for a given quality?
+
+# %% [markdown]
+# ## 8. Coming in part 2b
 #
 # <!-- PART 2: autoregressive family -->
 # **Autoregressive family** (to follow): PixelCNN and its blind spot, WaveNet's dilated
@@ -1210,12 +1664,19 @@ print(f"{len(trained)} models trained in {total_train_s:.0f} s of training in to
 #   distance; stability needs a Lipschitz critic or a zero-centred gradient penalty; without one,
 #   on narrow modes, the generator collapses onto a few of them. Training curves show balance,
 #   not quality: quality is measured on samples.
-# - **Next:** part 2 of this lecture takes the diffusion, autoregressive and world-model
-#   families; lecture 02 proves the equivalences promised in section 2.
+# - **Diffusion is one noising process and a few choices.** The network may predict the noise,
+#   the clean point or $v$: one loss up to an SNR weight, but the $x_0$-target starves the
+#   low-noise end that long samplers depend on. The reverse SDE and the probability-flow ODE
+#   sample the same distribution; the ODE also gives the likelihood and tolerates big steps
+#   (DDIM), while stochastic samplers need many. Consistency models distil the ODE into one or
+#   two steps, and an autoencoder's latent space makes every step cheaper.
+# - **Next:** part 2b of this lecture takes the autoregressive and world-model families;
+#   lecture 02 proves the equivalences promised in section 2.
 #
 # ## References
 #
 # - Alemi, Poole, Fischer, Dillon, Saurous & Murphy (2018). Fixing a Broken ELBO. arXiv:1711.00464.
+# - Anderson (1982). Reverse-time diffusion equation models. Stochastic Processes and their Applications 12(3) (no arXiv version).
 # - Arjovsky, Chintala & Bottou (2017). Wasserstein GAN. arXiv:1701.07875.
 # - Assran et al. (2023). Self-Supervised Learning from Images with a Joint-Embedding Predictive Architecture. arXiv:2301.08243.
 # - Bruce et al. (2024). Genie: Generative Interactive Environments. arXiv:2402.15391.
@@ -1232,6 +1693,7 @@ print(f"{len(trained)} models trained in {total_train_s:.0f} s of training in to
 # - Huang, Gokaslan, Kuleshov & Tompkin (2024). The GAN is dead; long live the GAN! A Modern GAN Baseline. arXiv:2501.05441.
 # - Hyvärinen (2005). Estimation of Non-Normalized Statistical Models by Score Matching. JMLR 6 (no arXiv version).
 # - Karras, Laine & Aila (2019). A Style-Based Generator Architecture for Generative Adversarial Networks. arXiv:1812.04948.
+# - Karras, Aittala, Aila & Laine (2022). Elucidating the Design Space of Diffusion-Based Generative Models. arXiv:2206.00364.
 # - Kingma & Welling (2014). Auto-Encoding Variational Bayes. arXiv:1312.6114.
 # - Łańcucki et al. (2020). Robust Training of Vector Quantized Bottleneck Models. arXiv:2005.08520.
 # - Lipman, Chen, Ben-Hamu, Nickel & Le (2023). Flow Matching for Generative Modeling. arXiv:2210.02747.
@@ -1240,10 +1702,13 @@ print(f"{len(trained)} models trained in {total_train_s:.0f} s of training in to
 # - Mescheder, Geiger & Nowozin (2018). Which Training Methods for GANs do actually Converge? arXiv:1801.04406.
 # - Metz, Poole, Pfau & Sohl-Dickstein (2017). Unrolled Generative Adversarial Networks. arXiv:1611.02163.
 # - Miyato, Kataoka, Koyama & Yoshida (2018). Spectral Normalization for Generative Adversarial Networks. arXiv:1802.05957.
+# - Nichol & Dhariwal (2021). Improved Denoising Diffusion Probabilistic Models. arXiv:2102.09672.
 # - Nowozin, Cseke & Tomioka (2016). f-GAN: Training Generative Neural Samplers using Variational Divergence Minimization. arXiv:1606.00709.
 # - Pooladian, Ben-Hamu, Domingo-Enrich, Amos, Lipman & Chen (2023). Multisample Flow Matching: Straightening Flows with Minibatch Couplings. arXiv:2304.14772.
 # - Rombach, Blattmann, Lorenz, Esser & Ommer (2022). High-Resolution Image Synthesis with Latent Diffusion Models. arXiv:2112.10752.
+# - Salimans & Ho (2022). Progressive Distillation for Fast Sampling of Diffusion Models. arXiv:2202.00512.
 # - Song & Ermon (2019). Generative Modeling by Estimating Gradients of the Data Distribution. arXiv:1907.05600.
+# - Song, Meng & Ermon (2021). Denoising Diffusion Implicit Models. arXiv:2010.02502.
 # - Song, Sohl-Dickstein, Kingma, Kumar, Ermon & Poole (2021). Score-Based Generative Modeling through Stochastic Differential Equations. arXiv:2011.13456.
 # - Song, Dhariwal, Chen & Sutskever (2023). Consistency Models. arXiv:2303.01469.
 # - Srivastava, Valkov, Russell, Gutmann & Sutton (2017). VEEGAN: Reducing Mode Collapse in GANs using Implicit Variational Learning. arXiv:1705.07761.

@@ -74,7 +74,7 @@ from unigm.course.derivations.toys import ExactDDPM, ExactFlowMatching, eight_ga
 from unigm.course.figures import check_readable, scatter2d, use_course_style
 from unigm.course.widgets import show_source
 from unigm.densities import GaussianMixtureOnPath
-from unigm.diffusion import DDPM
+from unigm.diffusion import DDPM, targets
 from unigm.gan import F_DIVERGENCES
 from unigm.paths import vp_path, vp_to_linear
 from unigm.schedules import (alpha_bar_of_linear_path, alpha_bar_vp_linear, beta_vp_linear, linear_time_of_alpha_bar,
@@ -409,9 +409,73 @@ print(f"max distance between the two trajectories: {trajectory_gap:.2e} (data un
 # %%
 show("3.10")
 
+# %% [markdown]
+# ### Three things a network can predict: one loss, three weights (steps 3.11-3.13)
+#
+# **Why it should be true.** Given $x_t=\alpha x_0+\sigma\varepsilon$, knowing the noise is knowing
+# the data: $x_0=(x_t-\sigma\varepsilon)/\alpha$. So a network may output $\hat\varepsilon$, $\hat x_0$
+# or $\hat v=\alpha\hat\varepsilon-\sigma\hat x_0$ (Salimans & Ho 2022): each implies the other two.
+# What changes is *how much an error costs at each noise level*: an error $\delta$ in
+# $\hat\varepsilon$ moves $\hat x_0$ by $\sigma\delta/\alpha$, tiny at low noise and huge at high
+# noise. The three losses are therefore the $\varepsilon$-loss times a weight of the SNR
+# $\alpha^2/\sigma^2$, the same currency as step 3.7 (flow matching's weight $(1-t)^{-2}$).
+#
+# **Predict.** Relative to the $\varepsilon$-loss, is the $v$-loss weighted by $1+\mathrm{SNR}$ or by
+# $1+1/\mathrm{SNR}$? (Salimans & Ho call it "SNR+1 weighting": relative to what?)
+
+# %%
+snr_ = sp.Symbol("SNR", positive=True)
+a_, s_ = sp.sqrt(snr_ / (1 + snr_)), sp.sqrt(1 / (1 + snr_))  # VP: alpha^2 + sigma^2 = 1, alpha^2 / sigma^2 = SNR
+eps_hat = sp.Symbol("epsilon_hat", real=True)
+x_t = a_ * x_0 + s_ * eps
+x0_hat = (x_t - s_ * eps_hat) / a_  # what eps_hat implies for x_0
+error = {"epsilon": eps - eps_hat, "x0": x_0 - x0_hat, "v": (a_ * eps - s_ * x_0) - (a_ * eps_hat - s_ * x0_hat)}
+weights = {name: sp.simplify(e**2 / (eps - eps_hat) ** 2) for name, e in error.items()}
+for name, w in weights.items():
+    print(f"|{name} error|^2 = {w} * |eps error|^2")
+assert sp.simplify(weights["x0"] - 1 / snr_) == 0
+assert sp.simplify(weights["v"] - (1 + 1 / snr_)) == 0
+assert sp.simplify(weights["v"] / weights["x0"] - (1 + snr_)) == 0  # "SNR+1" is relative to the x0 loss
+
+# %% [markdown]
+# So: $1+1/\mathrm{SNR}$ relative to the $\varepsilon$-loss, $1+\mathrm{SNR}$ relative to the $x_0$-loss.
+# The library's weights (`unigm.diffusion.targets`) must be these formulas (3.11), `DDPM.loss` with
+# each target must equal the weighted $\varepsilon$-loss on the same draws (3.12), and the box 3.13
+# computes the misquoted weight and watches it fail.
+
+# %%
+show("3.11", "3.12", "3.13")
+
+# %% [markdown]
+# **What the weights mean in training.** Plotted against noise level, the $x_0$-loss spends almost
+# nothing on the low-noise end (weight $1/\mathrm{SNR}\to0$), exactly where the last sampling steps
+# happen; the $v$-loss never weights a noise level below the $\varepsilon$-loss. Lecture 01 trains all
+# three on two moons and measures the consequence.
+
+# %%
+log_snr = torch.linspace(-10, 10, 201, dtype=torch.float64)
+fig, ax = plt.subplots(figsize=(7, 4.5))
+for name, style in (("epsilon", "-"), ("x0", "--"), ("v", ":")):
+    ax.semilogy(log_snr, targets.prediction_target(name).eps_weight(log_snr.exp()), style, lw=3,
+                label=f"{name} loss")
+ax.axvline(0, color="grey", lw=1)
+ax.set_xlabel(r"log-SNR $\log(\alpha^2/\sigma^2)$ (low: noisy, high: clean)")
+ax.set_ylabel(r"weight on $|\varepsilon-\hat\varepsilon|^2$")
+ax.set_title("three targets, one loss: the weight per noise level")
+ax.legend()
+check_readable(fig)
+plt.show()
+weight_at = {name: float(targets.prediction_target(name).eps_weight(torch.tensor(1e4))) for name in targets.TARGETS}
+print("weights at SNR = 1e4 (the last DDPM step):", {k: f"{v:.1e}" for k, v in weight_at.items()})
+
+# %% [markdown]
+# *Figure: the weight each target puts on the noise error, against log-SNR. Look at the right end:
+# the $x_0$ curve falls as $1/\mathrm{SNR}$ while $\varepsilon$ and $v$ stay at 1.*
+
 # %% tags=["checks"]
 # Part I: what the figures above must show
 assert trajectory_gap < 1e-4, f"mapped VP and linear ODE trajectories differ by {trajectory_gap:.2e}"
+assert weight_at["x0"] < 1e-3 < 1 <= weight_at["v"] and weight_at["epsilon"] == 1, weight_at  # the figure's right end
 for name in ("reverse SDE (Euler-Maruyama)", "probability-flow ODE (Heun)"):
     assert abs(spread[name] - spread["exact samples of $p_0$"]) < 0.02, (name, spread)
 print("Part I checks passed")

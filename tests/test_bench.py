@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from unigm import bench, zoo
+import torch
+
+from unigm import bench, data, metrics, zoo
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -32,3 +34,56 @@ def test_replace_table_rewrites_only_the_marked_block():
     assert bench.replace_table(out, "| new |\n") == out  # idempotent
     with pytest.raises(ValueError, match="exactly one"):
         bench.replace_table("no markers here", "| new |\n")
+
+
+def _row(model, dataset, g):
+    return bench.BenchRow(model, dataset, 1.0, 10, 0.2, 0.19, 0.6, g, 0.01, None, 1.66, 2.0, 1)
+
+
+def test_merge_table_replaces_measured_rows_keeps_the_others_in_zoo_order():
+    names = zoo.names_2d()
+    old = bench.markdown_table([_row(names[2], "two_moons", 0.5), _row(names[0], "eight_gaussians", 0.7),
+                                _row(names[1], "two_moons", 0.6)])
+    text = f"intro\n{bench.BEGIN_MARK}\n{old}{bench.END_MARK}\noutro\n"
+    merged = bench.merge_table(text, [_row(names[1], "two_moons", 0.9), _row(names[0], "two_moons", 0.8)])
+    expected = bench.markdown_table([_row(names[0], "two_moons", 0.8), _row(names[1], "two_moons", 0.9),
+                                     _row(names[2], "two_moons", 0.5), _row(names[0], "eight_gaussians", 0.7)])
+    assert merged == expected
+    with pytest.raises(ValueError, match="exactly one"):
+        bench.merge_table("no markers", [])
+
+
+# -- quality_vs_steps: the speed-quality curve's bookkeeping ------------------------------------------
+def test_quality_vs_steps_counts_network_evaluations_and_measures_g():
+    dist = data.toy("two_moons")
+    ref = metrics.reference(dist, n=500)
+    net = torch.nn.Linear(2, 2)
+
+    def fresh_data_after_k_evaluations(n, k, generator):  # an exact sampler that calls a network k times
+        x = dist.sample(n, generator)
+        for _ in range(k):
+            net(x)
+        return x
+
+    def the_held_out_points(n, k, generator):  # W2 = 0: G = w2_gauss / (w2_gauss - floor) > 1
+        return ref.test.clone()
+
+    points = bench.quality_vs_steps({"fresh": fresh_data_after_k_evaluations, "copy": the_held_out_points}, ref,
+                                    steps=(1, 3), progress=False)
+    assert [(p.sampler, p.steps, p.nfe) for p in points] == [("fresh", 1, 1), ("fresh", 3, 3), ("copy", 1, 0),
+                                                             ("copy", 3, 0)]
+    fresh = [p.gap_closed for p in points if p.sampler == "fresh"]
+    assert fresh[0] == fresh[1]  # the same seed for every step count: the same samples here
+    assert fresh[0] == metrics.sample_quality(dist.sample(500, torch.Generator().manual_seed(1)), ref).gap_closed
+    copy = [p for p in points if p.sampler == "copy"][0]
+    assert copy.w2 < 1e-6 and copy.gap_closed == pytest.approx(ref.w2_gauss / (ref.w2_gauss - ref.w2_floor))
+
+
+def test_quality_vs_steps_rejects_bad_input():
+    ref = metrics.reference(data.toy("two_moons"), n=200)
+    with pytest.raises(ValueError, match="at least one sampler"):
+        bench.quality_vs_steps({}, ref)
+    with pytest.raises(ValueError, match="positive ints"):
+        bench.quality_vs_steps({"a": lambda n, k, g: ref.test}, ref, steps=(0,))
+    with pytest.raises(ValueError, match="expected"):
+        bench.quality_vs_steps({"a": lambda n, k, g: ref.test[:10]}, ref, steps=(1,), progress=False)

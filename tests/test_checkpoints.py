@@ -1,23 +1,12 @@
 """Course checkpoints: verified on load, refused when altered, reproducible from their provenance."""
 import json
 import math
-import shutil
 from dataclasses import replace
 
 import pytest
 
 from unigm.course import checkpoints
 from unigm.course.checkpoints import CheckpointError
-
-
-@pytest.fixture
-def copy_of_checkpoints(tmp_path, monkeypatch):
-    """A private copy of the committed checkpoints, which a test may damage."""
-    target = tmp_path / "checkpoints"
-    shutil.copytree(checkpoints.ROOT / "checkpoints", target)
-    monkeypatch.setenv("UNIGM_CHECKPOINTS", str(target))
-    monkeypatch.delenv("UNIGM_RETRAIN", raising=False)
-    return target
 
 
 def test_every_committed_checkpoint_is_in_the_manifest_and_verifies(copy_of_checkpoints):

@@ -51,3 +51,21 @@ def test_one_worker_trains_in_process(monkeypatch):
     monkeypatch.setenv("UNIGM_WORKERS", "0")
     with pytest.raises(ValueError, match="UNIGM_WORKERS"):
         train_many(JOBS, progress=False)
+
+
+def test_a_student_job_distils_the_teacher_it_is_given_in_a_worker_as_in_process():
+    teacher, _ = train_job(Job("ddpm", MOONS, steps=10))
+    job = Job("consistency_distillation", MOONS, steps=6, seed=2, teacher=(Job("ddpm", MOONS, steps=10), teacher.state_dict()),
+              label="cd (teacher: ddpm)")
+    (student, history), (other, _) = train_many([job, Job("gan", MOONS, steps=5)], workers=2, progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        reference, reference_history = train_job(job)
+    finally:
+        torch.set_num_threads(threads)
+    assert same_weights(student, reference) and history.losses == reference_history.losses
+    assert same_weights(student.teacher, teacher)  # the teacher arrived intact and stayed frozen
+    assert student.config.teacher_steps == 0 and history.steps == 6
+    with pytest.raises(TypeError, match="no from_teacher"):
+        train_job(Job("gan", MOONS, steps=2, teacher=(Job("ddpm", MOONS), teacher.state_dict())))

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from . import data, metrics, runtime, zoo
 from .samplers import count_nfe
@@ -84,6 +85,40 @@ def run_one(model_name: str, dataset: str, seed: int = 0, steps: int | None = No
     return measure(model, dist, ref, history, seed=seed + 1)
 
 
+@dataclass
+class StepsPoint:
+    """One sampler at one step count: the steps asked for, the NFE spent, and G on held-out data."""
+    sampler: str
+    steps: int
+    nfe: int
+    gap_closed: float
+    w2: float
+
+
+def quality_vs_steps(sample_fns: dict, ref: metrics.Reference, steps=(5, 10, 20, 50, 100, 200, 1000),
+                     seed: int = 1, progress: bool = True) -> list[StepsPoint]:
+    """G against the number of steps for several samplers of trained models (the speed-quality curve).
+
+    sample_fns: name -> fn(n, steps, generator) returning n samples; each is drawn with
+    n = len(ref.test) (G's floor is only meaningful at the reference's sample size) from a
+    generator seeded with `seed`, and its network evaluations are counted (samplers.count_nfe)."""
+    if not sample_fns:
+        raise ValueError("quality_vs_steps needs at least one sampler")
+    if not steps or any(not isinstance(k, int) or k < 1 for k in steps):
+        raise ValueError(f"steps must be positive ints, got {steps!r}")
+    n = len(ref.test)
+    points = []
+    cells = [(name, k) for name in sample_fns for k in steps]
+    for name, k in tqdm(cells, desc="samplers x steps", disable=not progress):
+        with torch.no_grad(), count_nfe() as nfe:
+            x = sample_fns[name](n, k, torch.Generator().manual_seed(seed))
+        if x.shape != ref.test.shape:
+            raise ValueError(f"sampler {name!r} returned shape {tuple(x.shape)}, expected {tuple(ref.test.shape)}")
+        quality = metrics.sample_quality(x, ref)
+        points.append(StepsPoint(name, k, nfe.count, quality.gap_closed, quality.w2))
+    return points
+
+
 def markdown_table(rows: list[BenchRow]) -> str:
     head = ("| model | dataset | train s | W2 | W2 floor | W2 gauss | G | MMD^2 | NLL (nats) | "
             "H(data) | sample ms / 1k | NFE |")
@@ -109,6 +144,22 @@ def replace_table(text: str, table: str) -> str:
     return f"{head}{BEGIN_MARK}\n{table}{END_MARK}{tail}"
 
 
+def merge_table(text: str, rows: list[BenchRow]) -> str:
+    """The generated table in `text` with the rows of `rows` added or replaced ((model, dataset) as key),
+    the other rows kept as they were, ordered by dataset then zoo order: `--merge` re-measures some
+    models without retraining all of them."""
+    if text.count(BEGIN_MARK) != 1 or text.count(END_MARK) != 1:
+        raise ValueError(f"the file needs exactly one {BEGIN_MARK!r} and one {END_MARK!r} line")
+    old = text.split(BEGIN_MARK)[1].split(END_MARK)[0].strip().splitlines()[2:]
+    lines = {tuple(cell.strip() for cell in line.strip("|").split("|")[:2]): line for line in old}
+    lines.update({(r.model, r.dataset): markdown_table([r]).splitlines()[2] for r in rows})
+    datasets = list(DEFAULT_DATASETS) + sorted({d for _, d in lines} - set(DEFAULT_DATASETS))
+    order = {name: i for i, name in enumerate(zoo.names_2d())}
+    keys = sorted(lines, key=lambda k: (datasets.index(k[1]), order.get(k[0], len(order)), k[0]))
+    header = "\n".join(markdown_table([]).splitlines()[:2])
+    return header + "\n" + "".join(lines[k] + "\n" for k in keys)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m unigm.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=zoo.names_2d(), help="zoo names (default: every 2D model)")
@@ -121,6 +172,8 @@ def main(argv=None) -> int:
                         help="training processes (default: one per core; 1 trains in this process with every core)")
     parser.add_argument("--readme", type=Path, default=None,
                         help="also rewrite the generated table in this Markdown file (e.g. README.md)")
+    parser.add_argument("--merge", action="store_true",
+                        help="with --readme: add or replace only the measured rows, keep the table's others")
     args = parser.parse_args(argv)
     for name in args.models:
         zoo.recipe(name)  # unknown names (or models without a 2D recipe) fail before any training
@@ -148,7 +201,8 @@ def main(argv=None) -> int:
     print(table)
     print(f"wrote {args.out / 'bench.json'} and {args.out / 'bench.md'}")
     if args.readme is not None:
-        args.readme.write_text(replace_table(args.readme.read_text(), table))
+        text = args.readme.read_text()
+        args.readme.write_text(replace_table(text, merge_table(text, rows) if args.merge else table))
         print(f"rewrote the bench table in {args.readme}")
     return 0
 

@@ -4,6 +4,8 @@ from .ddpm import DDPM, DDPMConfig
 from .ddpm import DDPMv, DDPMvConfig, DDPMx0, DDPMx0Config
 from .targets import TARGETS, PredictionTarget, eps_weight_epsilon, eps_weight_v, eps_weight_x0, prediction_target
 from .score_sde import ScoreSDE, ScoreSDEConfig, VEScoreSDE, VEScoreSDEConfig, VPScoreSDE, VPScoreSDEConfig
+from .consistency import ConsistencyDistillation, ConsistencyModel, ConsistencyTraining  # noqa: F401
+from .latent import LatentDiffusion, LatentDiffusionConfig, PixelDDPM, PixelDDPMConfig, unit_variance_scale
 
 __all__ = ["DDPM", "DDPMConfig"]
 __all__ += ["DDPMv", "DDPMvConfig", "DDPMx0", "DDPMx0Config", "TARGETS", "PredictionTarget", "eps_weight_epsilon",

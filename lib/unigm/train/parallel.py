@@ -45,6 +45,8 @@ class Job:
     config: dict = field(default_factory=dict)  # overrides of the model's config
     label: str | None = None  # a title for progress bars and tables (default: the name)
     event_shape: tuple[int, ...] = (2,)
+    teacher: tuple[Job, dict] | None = None  # (the teacher's job, its trained state_dict): a model that
+    # learns from another one (consistency distillation) is built by `from_teacher(teacher)`
 
     @property
     def title(self) -> str:
@@ -54,8 +56,7 @@ class Job:
 def train_job(job: Job, progress: bool = False):
     """Build the zoo model (seeded with job.seed) and fit it with its recipe: (model, history)."""
     fit_kwargs = zoo.recipe(job.name).fit_kwargs(job.steps)
-    runtime.seed_everything(job.seed)
-    model = zoo.make(job.name, job.event_shape, **job.config)
+    model = build(job)
     history = fit(model, job.dist, seed=job.seed, progress=progress,
                   desc=job.label or f"{job.name} on {getattr(job.dist, 'name', 'data')}", **fit_kwargs)
     return model, history
@@ -68,9 +69,24 @@ def _train_in_worker(job: Job):
     return model.state_dict(), history
 
 
+def build(job: Job):
+    """The untrained model of a job, its weights seeded with job.seed; with a teacher, the zoo class's
+    `from_teacher` around the teacher rebuilt from its state dict (which is how it travels to a worker:
+    state dicts pickle, some models do not)."""
+    if job.teacher is None:
+        runtime.seed_everything(job.seed)
+        return zoo.make(job.name, job.event_shape, **job.config)
+    teacher_job, teacher_state = job.teacher
+    cls = zoo.model_class(job.name)
+    if not hasattr(cls, "from_teacher"):
+        raise TypeError(f"{job.name} does not learn from a teacher (it has no from_teacher)")
+    teacher = _rebuild(teacher_job, teacher_state)
+    runtime.seed_everything(job.seed)
+    return cls.from_teacher(teacher, **job.config)
+
+
 def _rebuild(job: Job, state: dict):
-    runtime.seed_everything(job.seed)  # leaves the global RNG as train_job would
-    model = zoo.make(job.name, job.event_shape, **job.config)
+    model = build(job)  # leaves the global RNG as train_job would
     model.load_state_dict(state)
     return model.eval()
 
