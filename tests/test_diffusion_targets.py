@@ -4,14 +4,13 @@ Oracles: round trips of the path conversions, the SNR weights checked against th
 and against sympy (lecture 02, checks 3.11-3.13), a Gaussian data distribution whose exact denoiser
 E[x_0 | x_t] is known in closed form (and whose DDIM eta = 0 map is affine, so its pushforward of
 N(0, I) is computed exactly), the DDPM posterior between non-adjacent grid times written out
-(Nichol & Dhariwal 2021, arXiv:2102.09672, Sec. 4), and one trained 2D DDPM for DDIM's quality."""
+(Nichol & Dhariwal 2021, arXiv:2102.09672, Sec. 4). DDIM's quality on a trained DDPM: tests/test_quality.py."""
 import dataclasses
-import math
 
 import pytest
 import torch
 
-from unigm import bench, data, metrics, samplers, zoo
+from unigm import data, samplers, zoo
 from unigm.course import derivations
 from unigm.diffusion import DDPM, DDPMv, DDPMx0, targets
 from unigm.paths import linear_path, vp_path
@@ -268,28 +267,4 @@ def test_nfe_is_the_number_of_steps(name, steps, eta):
     assert nfe.count == steps
 
 
-# -- one trained 2D DDPM: DDIM with 20 steps against the 1000-step ancestral chain --------------------
-@pytest.fixture(scope="module")
-def trained_ddpm():
-    dist = data.toy("two_moons")
-    model, _ = bench.train("ddpm", dist, seed=0)
-    return model, metrics.reference(dist)
-
-
-def test_ddim_20_steps_is_close_to_the_1000_step_ancestral_sampler(trained_ddpm):
-    """G of one draw of 2,000 samples varies by sd ~0.045 between sampling seeds here, as much as the
-    0.05 the issue asks for, so both samplers are averaged over 4 seeds (paired by seed). Measured on
-    two moons (seed 0 recipe), means over 8 seeds: ancestral, 1000 steps: 0.988; DDIM eta = 0, 20 steps:
-    0.938 (eta = 1: 0.906; eta = 0, 50 steps: 1.003); over these 4 seeds 0.989 vs 0.947. The gap,
-    0.050 +- 0.022, sits at 0.05, so 0.1 is asserted."""
-    model, ref = trained_ddpm
-    n, seeds = len(ref.test), range(1, 5)
-
-    def mean_g(steps, eta):
-        return sum(metrics.sample_quality(model.sample(n, steps=steps, eta=eta,
-                                                       generator=torch.Generator().manual_seed(seed)), ref).gap_closed
-                   for seed in seeds) / len(seeds)
-
-    g_ancestral, g_ddim = mean_g(None, 1.0), mean_g(20, 0.0)
-    assert abs(g_ddim - g_ancestral) <= 0.1, (g_ddim, g_ancestral)
-    assert g_ancestral >= zoo.recipe("ddpm").min_quality["two_moons"]
+# DDIM with 20 steps against the 1000-step ancestral chain of a trained DDPM: tests/test_quality.py.
