@@ -410,7 +410,7 @@ print(f"max distance between the two trajectories: {trajectory_gap:.2e} (data un
 show("3.10")
 
 # %% [markdown]
-# ### Three things a network can predict: one loss, three weights (steps 3.11-3.13)
+# ### Three things a network can predict: one loss, three weights (steps 3.11-3.14)
 #
 # **Why it should be true.** Given $x_t=\alpha x_0+\sigma\varepsilon$, knowing the noise is knowing
 # the data: $x_0=(x_t-\sigma\varepsilon)/\alpha$. So a network may output $\hat\varepsilon$, $\hat x_0$
@@ -442,9 +442,27 @@ assert sp.simplify(weights["v"] / weights["x0"] - (1 + snr_)) == 0  # "SNR+1" is
 # The library's weights (`unigm.diffusion.targets`) must be these formulas (3.11), `DDPM.loss` with
 # each target must equal the weighted $\varepsilon$-loss on the same draws (3.12), and the box 3.13
 # computes the misquoted weight and watches it fail.
+#
+# **A fourth way, and why it is not new.** A plain $x_0$-network must copy $x_t$ almost exactly at
+# low noise (lecture 01, 7.2 measures the damage). EDM (Karras et al. 2022) writes
+# $\hat x_0=c_\text{skip}x_t+c_\text{out}F$ with $c_\text{skip}$ the Gaussian posterior-mean
+# coefficient $\alpha\sigma_d^2/(\alpha^2\sigma_d^2+\sigma^2)$ for data of scale $\sigma_d$, $c_\text{out}$
+# chosen so that $F$'s target has unit variance, and the loss $|x_0-\hat x_0|^2/c_\text{out}^2$. Check
+# 3.14 takes the library's coefficients (`targets.preconditioning`) and shows all of this, and that
+# at $\sigma_d=1$ the pair is $(\alpha,\sigma)$, $F$'s target is $-v$ and the weight is the $v$-loss's: the
+# preconditioned $x_0$-model *is* the $v$-model. The key step, the unit variance, by hand:
 
 # %%
-show("3.11", "3.12", "3.13")
+sd_ = sp.Symbol("sigma_d", positive=True)
+c_skip_, c_out_ = (sp.nsimplify(c) for c in targets.preconditioning(snr_, sd_))
+f_target = sp.expand((x_0 - c_skip_ * x_t) / c_out_)
+f_variance = sp.simplify(f_target.coeff(x_0) ** 2 * sd_**2 + f_target.coeff(eps) ** 2)  # Var x_0 = sd^2, Var eps = 1
+print("Var of F's target:", f_variance, "| at sigma_d = 1, F's target =", sp.simplify(f_target.subs(sd_, 1)))
+assert f_variance == 1
+assert sp.simplify(f_target.subs(sd_, 1) + (a_ * eps - s_ * x_0)) == 0  # F = -v
+
+# %%
+show("3.11", "3.12", "3.13", "3.14")
 
 # %% [markdown]
 # **What the weights mean in training.** Plotted against noise level, the $x_0$-loss spends almost

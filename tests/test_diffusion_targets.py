@@ -1,7 +1,8 @@
 """DDPM's three prediction targets (eps, x0, v), DDIM with any eta and respaced ancestral sampling.
 
 Oracles: round trips of the path conversions, the SNR weights checked against the implied errors
-and against sympy (lecture 02, checks 3.11-3.13), a Gaussian data distribution whose exact denoiser
+and against sympy (lecture 02, checks 3.11-3.14), EDM's preconditioned x0 against the v model it
+equals when sigma_data = 1 (same weights, negated output layer), a Gaussian data distribution whose exact denoiser
 E[x_0 | x_t] is known in closed form (and whose DDIM eta = 0 map is affine, so its pushforward of
 N(0, I) is computed exactly), the DDPM posterior between non-adjacent grid times written out
 (Nichol & Dhariwal 2021, arXiv:2102.09672, Sec. 4). DDIM's quality on a trained DDPM: tests/test_quality.py."""
@@ -76,6 +77,49 @@ def test_loss_is_the_weighted_eps_loss_of_the_implied_prediction(name):
         assert weighted.item() == pytest.approx(direct.item(), rel=rtol), (name, dtype)
 
 
+@pytest.mark.parametrize("sigma_data", [0.5, 1.0, 1.7])
+def test_preconditioning_is_the_gaussian_denoiser_with_a_unit_variance_residual(sigma_data):
+    """For x_0 ~ N(0, sd^2) the best linear guess E[x_0 | x_t] = alpha sd^2 / (alpha^2 sd^2 + sigma^2) x_t
+    is c_skip x_t, and F's target (x_0 - c_skip x_t) / c_out has variance 1 (Monte Carlo, 400k draws)."""
+    path = vp_path()
+    t = torch.tensor([0.001, 0.05, 0.3, 0.7, 1.0], dtype=F64)
+    a, s = path.alpha(t), path.sigma(t)
+    c_skip, c_out = targets.preconditioning(path.snr(t), sigma_data)
+    torch.testing.assert_close(c_skip, a * sigma_data**2 / (a**2 * sigma_data**2 + s**2), rtol=1e-12, atol=0)
+    g = torch.Generator().manual_seed(0)
+    x0 = sigma_data * torch.randn(400_000, 1, generator=g, dtype=F64)
+    eps = torch.randn(400_000, 1, generator=g, dtype=F64)
+    residual = (x0 - c_skip * (a * x0 + s * eps)) / c_out  # (400k, 5): one column per time
+    torch.testing.assert_close(residual.var(0), torch.ones(5, dtype=F64), rtol=0.01, atol=0)
+    torch.testing.assert_close(targets.eps_weight_x0_preconditioned(path.snr(t), sigma_data),
+                               1 / (c_out**2 * path.snr(t)), rtol=1e-12, atol=0)
+
+
+def test_preconditioned_x0_model_with_unit_sigma_data_is_the_v_model():
+    """x0_hat = alpha x_t + sigma F with loss |F - F*|^2 is v prediction with F = -v_hat: copy a v model's
+    weights, negate its output layer, and the two models agree on every prediction, loss and sample."""
+    torch.manual_seed(0)
+    v_model = DDPMv((2,), DDPMv.Config(hidden=32)).double()
+    x0_model = DDPMx0((2,), DDPMx0.Config(hidden=32)).double()
+    assert x0_model.config.precondition and x0_model.config.sigma_data == 1.0
+    state = v_model.state_dict()
+    last = [name for name in state if name.startswith("net.")][-2:]  # the output layer's weight and bias
+    x0_model.load_state_dict({name: -value if name in last else value for name, value in state.items()})
+    x0, eps, t = random_batch(256)
+    x = vp_path().sample(x0, eps, t)
+    with torch.no_grad():
+        torch.testing.assert_close(x0_model.predict_x0(x, t), v_model.predict_x0(x, t), atol=1e-10, rtol=0)
+        torch.testing.assert_close(x0_model.predict_eps(x, t), v_model.predict_eps(x, t), atol=1e-9, rtol=0)
+        losses = [m.loss(x0, generator=torch.Generator().manual_seed(2)).item() for m in (x0_model, v_model)]
+        samples = [m.sample(50, steps=10, generator=torch.Generator().manual_seed(3)) for m in (x0_model, v_model)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-10)
+    torch.testing.assert_close(samples[0], samples[1], atol=1e-9, rtol=0)
+    plain = DDPMx0((2,), DDPMx0.Config(hidden=32, precondition=False)).double()  # without it: a different model
+    plain.load_state_dict(x0_model.state_dict())
+    with torch.no_grad():
+        assert (plain.predict_x0(x, t) - x0_model.predict_x0(x, t)).abs().max() > 0.1
+
+
 def test_derivation_checks_fail_when_the_library_weight_is_wrong(monkeypatch):
     for number in ("3.11", "3.12", "3.13"):
         assert derivations.run(number).passed, number
@@ -85,9 +129,24 @@ def test_derivation_checks_fail_when_the_library_weight_is_wrong(monkeypatch):
         assert not derivations.run(number).passed, f"{number} passes with the weight 1 + SNR"
 
 
+@pytest.mark.parametrize("bug", ["c_skip not divided by alpha", "c_out squared", "weight 1 + SNR / sd^2"])
+def test_check_3_14_fails_when_the_preconditioning_is_wrong(monkeypatch, bug):
+    assert derivations.run("3.14").passed and derivations.run("3.12").passed
+    right_pre, right_weight = targets.preconditioning, targets.eps_weight_x0_preconditioned
+    if bug == "c_skip not divided by alpha":
+        monkeypatch.setattr(targets, "preconditioning",
+                            lambda snr, sd=1.0: (right_pre(snr, sd)[0] * (snr / (1 + snr)) ** 0.5, right_pre(snr, sd)[1]))
+    elif bug == "c_out squared":
+        monkeypatch.setattr(targets, "preconditioning", lambda snr, sd=1.0: (right_pre(snr, sd)[0], right_pre(snr, sd)[1] ** 2))
+    else:
+        monkeypatch.setattr(targets, "eps_weight_x0_preconditioned", lambda snr, sd=1.0: 1 + snr / sd**2)
+    assert not derivations.run("3.14").passed, bug
+
+
 # -- the models and their errors ------------------------------------------------------------------
 def test_zoo_entries_and_the_default_target():
     assert zoo.make("ddpm", (2,)).config.prediction == "epsilon"
+    assert zoo.make("ddpm_x0", (2,)).config.precondition and not zoo.make("ddpm", (2,)).config.precondition
     for name, cls, prediction in (("ddpm_x0", DDPMx0, "x0"), ("ddpm_v", DDPMv, "v")):
         model = zoo.make(name, (2,))
         assert type(model) is cls and isinstance(model, DDPM) and model.config.prediction == prediction
@@ -97,6 +156,10 @@ def test_zoo_entries_and_the_default_target():
 def test_clear_errors_for_bad_input():
     with pytest.raises(ValueError, match="unknown prediction target 'score'; choose one of epsilon, x0, v"):
         zoo.make("ddpm", (2,), prediction="score")
+    with pytest.raises(ValueError, match="precondition applies to the x0 target"):
+        zoo.make("ddpm_v", (2,), precondition=True)
+    with pytest.raises(ValueError, match="sigma_data must be positive"):
+        zoo.make("ddpm_x0", (2,), sigma_data=0.0)
     model = DDPM((2,), DDPM.Config(hidden=8, num_steps=50))
     with pytest.raises(ValueError, match=r"steps must be an int in \[1, 50\]"):
         model.sample(4, steps=51)

@@ -38,6 +38,29 @@ def eps_weight_v(snr):
     return 1 + 1 / snr
 
 
+def preconditioning(snr, sigma_data=1.0):
+    """(c_skip, c_out) of an x_0 predictor written as x0_hat = c_skip x_t + c_out F(x_t, t) on the VP path,
+    for data of standard deviation sigma_data (Karras et al. 2022, "Elucidating the Design Space of
+    Diffusion-Based Generative Models", arXiv:2206.00364, Table 1, "Ours"). EDM states them on
+    x / alpha with noise level s^2 = 1 / SNR: c_skip = sd^2 / (s^2 + sd^2), c_out = s sd / sqrt(s^2 + sd^2);
+    here c_skip is divided by alpha = sqrt(SNR / (1 + SNR)) so that it multiplies x_t itself. c_skip x_t
+    is the best linear guess of x_0 for data of that scale, and F's target (x_0 - c_skip x_t) / c_out has
+    unit variance at every noise level, so the net never has to copy x_t to within sigma (lecture 01,
+    7.2). With sigma_data = 1 the pair is (alpha, sigma) and F = -v: this x_0 model is the v model
+    (lecture 02, check 3.14)."""
+    alpha = (snr / (1 + snr)) ** 0.5
+    c_skip = sigma_data**2 * snr / (1 + sigma_data**2 * snr) / alpha
+    c_out = sigma_data / (1 + sigma_data**2 * snr) ** 0.5
+    return c_skip, c_out
+
+
+def eps_weight_x0_preconditioned(snr, sigma_data=1.0):
+    """The preconditioned x_0 loss |x_0 - x0_hat|^2 / c_out^2 (= |F - F_target|^2, EDM's weight
+    lambda = 1 / c_out^2) as a weight on |eps - eps_hat|^2: (1 / c_out^2) / SNR = 1 + 1 / (sigma_data^2 SNR).
+    sigma_data = 1 gives eps_weight_v."""
+    return 1 + 1 / (sigma_data**2 * snr)
+
+
 @dataclass(frozen=True)
 class PredictionTarget:
     """One choice of what the network outputs, as three conversions and a weight:

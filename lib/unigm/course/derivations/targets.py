@@ -50,15 +50,17 @@ def target_weights():
     "3.12 DDPM losses = weighted eps loss",
     3,
     "numeric",
-    "on one batch, DDPM.loss with prediction eps, x0 and v (the direct target MSE) equals eps_weight(SNR) "
-    "|eps - eps_hat|^2 of the implied eps_hat (DDPM.weighted_eps_loss)",
+    "on one batch, DDPM.loss with prediction eps, x0 and v (the direct target MSE) and with EDM's preconditioned "
+    "x0 equals the model's eps_weight(SNR) |eps - eps_hat|^2 of the implied eps_hat (DDPM.weighted_eps_loss)",
 )
 def ddpm_losses_are_weighted_eps_losses():
     x = data.toy("two_moons").sample(512, torch.Generator().manual_seed(0)).double()
     parts, values = [], {}
-    for name in targets.TARGETS:
+    configs = {name: {"prediction": name} for name in targets.TARGETS}
+    configs["x0 preconditioned"] = {"prediction": "x0", "precondition": True, "sigma_data": 0.7}
+    for name, config in configs.items():
         torch.manual_seed(0)
-        model = DDPM((2,), DDPM.Config(prediction=name)).double()
+        model = DDPM((2,), DDPM.Config(**config)).double()
         with torch.no_grad():
             direct = model.loss(x, generator=torch.Generator().manual_seed(1)).item()
             weighted = model.weighted_eps_loss(x, generator=torch.Generator().manual_seed(1)).item()
@@ -93,3 +95,31 @@ def misstatement_v_weight():
         within(weighted_eps_loss(targets.prediction_target("v").eps_weight), direct, 1e-9 * direct,
                "(1 + 1/SNR) |eps - eps_hat|^2 vs v loss"),
     )
+
+
+@check(
+    "3.14 preconditioned x0 prediction (EDM) is v prediction when sigma_data = 1",
+    3,
+    "sympy",
+    "for data of scale sigma_data, the library's c_skip is the Gaussian posterior-mean coefficient "
+    "alpha sd^2 / (alpha^2 sd^2 + sigma^2), F's target (x_0 - c_skip x_t) / c_out has unit variance, the loss "
+    "|x_0 - x0_hat|^2 / c_out^2 is eps_weight_x0_preconditioned times the eps loss; at sd = 1: (c_skip, c_out) "
+    "= (alpha, sigma), F = -v and the weight is the v loss's",
+)
+def preconditioned_x0_is_v():
+    sd, snr = sp.symbols("sigma_data SNR", positive=True)
+    alpha_, sigma_ = sp.sqrt(snr / (1 + snr)), 1 / sp.sqrt(1 + snr)  # VP: alpha^2 + sigma^2 = 1
+    c_skip, c_out = (sp.nsimplify(c) for c in targets.preconditioning(snr, sd))  # its ** 0.5 -> sqrt
+    xt = alpha_ * x0 + sigma_ * eps
+    f_target = sp.expand((x0 - c_skip * xt) / c_out)
+    # x_0 ~ (0, sd^2), eps ~ (0, 1) independent: Var of a x_0 + b eps is a^2 sd^2 + b^2
+    variance = f_target.coeff(x0) ** 2 * sd**2 + f_target.coeff(eps) ** 2
+    x0_hat = (xt - sigma_ * eps_hat) / alpha_  # the x_0 an eps_hat implies
+    weight = sp.simplify(((x0 - x0_hat) / c_out) ** 2 / (eps - eps_hat) ** 2)
+    v = alpha_ * eps - sigma_ * x0
+    at_one = {"c_skip": c_skip.subs(sd, 1), "c_out": c_out.subs(sd, 1), "F target": f_target.subs(sd, 1)}
+    lhs = sp.Matrix([c_skip, variance, weight, at_one["c_skip"], at_one["c_out"], at_one["F target"],
+                     targets.eps_weight_x0_preconditioned(snr, 1)])
+    rhs = sp.Matrix([alpha_ * sd**2 / (alpha_**2 * sd**2 + sigma_**2), 1, targets.eps_weight_x0_preconditioned(snr, sd),
+                     alpha_, sigma_, -v, targets.eps_weight_v(snr)])
+    return sympy_equal(lhs, rhs, simplify=lambda e: e.applyfunc(sp.simplify))
