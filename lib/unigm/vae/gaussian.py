@@ -32,7 +32,9 @@ class VAEConfig:
     kl_warmup_steps: int = 1000  # KL weight rises linearly from 0 to 1 over these training steps
 
 
-@register("vae", recipes={"2d": Recipe(steps=3000, lr=2e-3,
+# Batches of 128: the same quality as 256 at two thirds of the time (measured, seeds 0 and 1: G 0.75 and
+# 0.79 on two moons, 0.74 and 0.74 on eight gaussians, against 0.53, 0.80, 0.77, 0.67 with 256).
+@register("vae", recipes={"2d": Recipe(steps=3000, lr=2e-3, batch_size=128,
                                        min_quality={"two_moons": 0.4, "eight_gaussians": 0.4})})
 class VAE(LikelihoodBased):
     """Gaussian encoder q(z|x) = N(mu(x), diag s(x)^2), prior N(0, I), and a Gaussian decoder
