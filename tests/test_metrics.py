@@ -26,6 +26,15 @@ def test_w2_of_a_translation_is_its_length_and_w2_is_symmetric():
     assert metrics.wasserstein2(x, y) == pytest.approx(metrics.wasserstein2(y, x), rel=1e-9)
 
 
+def test_w2_many_in_threads_gives_the_serial_values_and_raises_the_same_errors():
+    g = torch.Generator().manual_seed(0)
+    pairs = [(torch.randn(400, 2, generator=g), torch.randn(400, 2, generator=g) + k) for k in range(3)]
+    assert metrics.wasserstein2_many(pairs) == [metrics.wasserstein2(x, y) for x, y in pairs]
+    assert metrics.wasserstein2_many(pairs[:1]) == [metrics.wasserstein2(*pairs[0])] and metrics.wasserstein2_many([]) == []
+    with pytest.raises(ValueError, match="NaN"):
+        metrics.wasserstein2_many(pairs + [(torch.full((400, 2), float("nan")), pairs[0][1])])
+
+
 def test_w2_rejects_diverged_samples():
     with pytest.raises(ValueError, match="NaN"):
         metrics.wasserstein2(torch.tensor([[float("nan"), 0.0]]), torch.zeros(1, 2))

@@ -243,6 +243,20 @@ def digits(split: str = "train") -> ImageSplit:
     return ImageSplit(images, torch.as_tensor(bunch.target[order]), DIGIT_LEVELS)
 
 
+def sine_mixtures(n: int, length: int = 128, generator: torch.Generator | None = None) -> torch.Tensor:
+    """n 1D signals in [-1, 1], shape (n, length): the sum of two sines with random periods (8 to 32
+    samples) and phases, amplitudes 0.45 each, plus Gaussian noise of sd 0.02 (clipped to [-1, 1]).
+    A signal with structure at two time scales, for WaveNet (lecture 01, part 2b)."""
+    if n < 1 or length < 2:
+        raise ValueError(f"need n >= 1 signals of length >= 2, got n = {n}, length = {length}")
+    g = generator or torch.Generator().manual_seed(0)
+    periods = 8 + 24 * torch.rand(n, 2, 1, generator=g)
+    phases = 2 * math.pi * torch.rand(n, 2, 1, generator=g)
+    t = torch.arange(length, dtype=torch.float32)
+    waves = 0.45 * torch.sin(2 * math.pi * t / periods + phases).sum(1)
+    return (waves + 0.02 * torch.randn(n, length, generator=g)).clamp(-1, 1)
+
+
 def dequantize(images: torch.Tensor, levels: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Uniform dequantization (Theis et al. 2016): x = (v + u) / levels, u ~ U[0, 1), in [0, 1).
 

@@ -1,4 +1,10 @@
-"""The autoregressive family: p(x) = prod_i p(x_i | x_<i). So far the causal convolutions of WaveNet."""
+"""The autoregressive family: p(x) = prod_i p(x_i | x_<i). Causal convolutions, WaveNet on mu-law codes
+of 1D signals, PixelCNN and the gated PixelCNN on binary images."""
 from .causal import CausalConv1d, DilatedCausalStack
+from .pixelcnn import (BinaryImageAR, GatedLayer, GatedPixelCNN, MaskedConv2d, PixelCNN, raster_before,
+                       receptive_field)
+from .wavenet import GatedResidualBlock, WaveNet, mu_law_compress, mu_law_decode, mu_law_encode
 
-__all__ = ["CausalConv1d", "DilatedCausalStack"]
+__all__ = ["BinaryImageAR", "CausalConv1d", "DilatedCausalStack", "GatedLayer", "GatedPixelCNN", "MaskedConv2d",
+           "PixelCNN", "raster_before", "receptive_field"]
+__all__ += ["GatedResidualBlock", "WaveNet", "mu_law_compress", "mu_law_decode", "mu_law_encode"]
