@@ -77,6 +77,13 @@ def test_reference_floor_is_below_the_gaussian_baseline_and_g_is_normalised():
     assert ref.gap_closed(ref.w2_gauss) == pytest.approx(0.0)
     with pytest.raises(ValueError, match="equal sample sizes"):
         metrics.sample_quality(torch.zeros(10, 2), ref)
+    g = torch.Generator().manual_seed(3)
+    draws = [torch.randn(500, 2, generator=g) * scale for scale in (0.5, 1.0, 2.0)]
+    many = metrics.sample_quality_many(draws, ref)
+    assert many == [metrics.sample_quality(x, ref) for x in draws]  # threads change nothing
+    assert many[0].w2 == metrics.wasserstein2(draws[0], ref.test)
+    with pytest.raises(ValueError, match="equal sample sizes"):
+        metrics.sample_quality_many(draws + [torch.zeros(10, 2)], ref)
 
 
 def test_bits_per_dim_of_uniform_dequantized_noise():

@@ -1,4 +1,6 @@
 """train_many: several jobs in worker processes give exactly the models train_job gives."""
+import os
+
 import pytest
 import torch
 
@@ -69,3 +71,20 @@ def test_a_student_job_distils_the_teacher_it_is_given_in_a_worker_as_in_process
     assert student.config.teacher_steps == 0 and history.steps == 6
     with pytest.raises(TypeError, match="no from_teacher"):
         train_job(Job("gan", MOONS, steps=2, teacher=(Job("ddpm", MOONS), teacher.state_dict())))
+
+
+def final_loss_and_pid(job, model, history):
+    """An evaluation that depends on the trained weights and says where it ran."""
+    with torch.no_grad():
+        loss = model.loss(MOONS.sample(64, torch.Generator().manual_seed(0)), generator=torch.Generator().manual_seed(1))
+    return job.title, round(float(loss), 4), os.getpid()
+
+
+def test_evaluate_runs_where_each_job_trained_and_matches_the_same_evaluation_here():
+    jobs = [Job("flow_matching", MOONS, steps=20, seed=3), Job("vae", MOONS, steps=12)]
+    results = train_many(jobs, workers=2, progress=False, evaluate=final_loss_and_pid)
+    for job, (model, _, (title, loss, pid)) in zip(jobs, results):
+        assert title == job.title and pid != os.getpid()  # measured in a worker
+        assert final_loss_and_pid(job, model, None)[1] == loss  # on the same weights as the model returned
+    (_, _, (_, here_loss, pid)), = train_many(jobs[:1], workers=1, progress=False, evaluate=final_loss_and_pid)
+    assert pid == os.getpid() and abs(here_loss - results[0][2][1]) < 1e-3  # in process (2 threads vs 1)

@@ -1,4 +1,5 @@
-"""PixelCNN and the gated PixelCNN (unigm.autoregressive.pixelcnn).
+"""PixelCNN, the gated PixelCNN (unigm.autoregressive.pixelcnn) and the pixel transformer
+(unigm.autoregressive.transformer): the three models of binary images in raster order.
 
 Oracles: causality measured by gradients for every output pixel (no logit depends on its own pixel
 or a later one); the blind spot, present in the masked stack and absent in the two-stack model,
@@ -11,15 +12,17 @@ import pytest
 import torch
 
 from unigm import samplers, zoo
-from unigm.autoregressive import GatedPixelCNN, MaskedConv2d, PixelCNN, raster_before, receptive_field
+from unigm.autoregressive import (GatedPixelCNN, MaskedConv2d, PixelCNN, PixelTransformer, raster_before,
+                                  receptive_field)
 from unigm.tensors import ShapeError
 
-MODELS = {"pixelcnn": PixelCNN, "gated_pixelcnn": GatedPixelCNN}
+MODELS = {"pixelcnn": PixelCNN, "gated_pixelcnn": GatedPixelCNN, "pixel_transformer": PixelTransformer}
+SMALL = {"pixelcnn": dict(channels=8), "gated_pixelcnn": dict(channels=8), "pixel_transformer": dict(width=16, heads=2)}
 
 
 def small(name, shape=(1, 5, 6), **config):
     torch.manual_seed(0)
-    return zoo.make(name, shape, channels=8, **config)
+    return zoo.make(name, shape, **{**SMALL[name], **config})
 
 
 def test_masks_by_hand():
@@ -56,6 +59,8 @@ def test_pixelcnn_has_a_blind_spot_and_the_gated_pixelcnn_does_not():
     assert blind.any() and torch.equal(gated, before), (plain.int(), gated.int())
     rows, cols = blind.nonzero(as_tuple=True)
     assert (rows < row).all() and (cols > col).all()  # the wedge above and to the right
+    attention = receptive_field(small("pixel_transformer", (1, 8, 8), depth=1), row, col)
+    assert torch.equal(attention, before)  # one attention layer already sees every earlier pixel
 
 
 @pytest.mark.parametrize("name", MODELS)

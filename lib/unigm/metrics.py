@@ -164,10 +164,17 @@ class SampleQuality:
 
 def sample_quality(samples: torch.Tensor, ref: Reference) -> SampleQuality:
     """W2, its floor and Gaussian baseline, the gap closed G, and MMD^2 against held-out data."""
-    if len(samples) != len(ref.test):
-        raise ValueError(f"compare equal sample sizes: {len(samples)} model samples vs {len(ref.test)} data")
-    w2 = wasserstein2(samples, ref.test)
-    return SampleQuality(w2, ref.w2_floor, ref.w2_gauss, ref.gap_closed(w2), mmd_rbf(samples, ref.test))
+    return sample_quality_many([samples], ref)[0]
+
+
+def sample_quality_many(samples: list[torch.Tensor], ref: Reference) -> list[SampleQuality]:
+    """[sample_quality(s, ref) for s in samples], the W2 solves in threads (wasserstein2_many)."""
+    for s in samples:
+        if len(s) != len(ref.test):
+            raise ValueError(f"compare equal sample sizes: {len(s)} model samples vs {len(ref.test)} data")
+    w2s = wasserstein2_many((s, ref.test) for s in samples)
+    return [SampleQuality(w2, ref.w2_floor, ref.w2_gauss, ref.gap_closed(w2), mmd_rbf(s, ref.test))
+            for s, w2 in zip(samples, w2s)]
 
 
 def nll_nats(log_prob: torch.Tensor) -> float:

@@ -10,6 +10,14 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def check_tokens(x: torch.Tensor, vocab: int, what: str) -> torch.Tensor:
+    """x unchanged if every entry is an integer 0 .. vocab - 1 (stored as a float, as the family's
+    token models take them); otherwise a ValueError that says what the model expects (`what`)."""
+    if not torch.all((x == x.round()) & (x >= 0) & (x < vocab)):
+        raise ValueError(f"{what}: integers 0 .. {vocab - 1} stored as floats")
+    return x
+
+
 class CausalConv1d(nn.Conv1d):
     """A 1D convolution padded on the left only: output[..., i] depends on input[..., <= i].
 

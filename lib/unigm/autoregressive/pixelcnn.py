@@ -17,6 +17,7 @@ per pixel. `receptive_field` measures from gradients which input pixels each out
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -214,7 +215,7 @@ def receptive_field(model: BinaryImageAR, row: int, col: int, draws: int = 3, se
     _, height, width = model.event_shape
     if not (0 <= row < height and 0 <= col < width):
         raise ValueError(f"pixel ({row}, {col}) is outside the {height} x {width} image")
-    model = model.double()
+    model = copy.deepcopy(model).double()  # the caller's model keeps its dtype
     g = torch.Generator().manual_seed(seed)
     seen = torch.zeros(height, width, dtype=torch.bool)
     for _ in range(draws):

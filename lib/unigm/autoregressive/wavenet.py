@@ -18,7 +18,7 @@ from torch import nn
 from ..base import LikelihoodBased
 from ..registry import register
 from ..tensors import ShapeError
-from .causal import CausalConv1d
+from .causal import CausalConv1d, check_tokens
 
 
 # -- mu-law companding (ITU-T G.711; WaveNet Sec. 2.2) -----------------------------------------------
@@ -103,12 +103,8 @@ class WaveNet(LikelihoodBased):
         return self.head(skips)
 
     def check_codes(self, x) -> torch.Tensor:
-        x = self.check_input(x)
-        levels = self.config.levels
-        if not torch.all((x == x.round()) & (x >= 0) & (x < levels)):
-            raise ValueError(f"WaveNet models codes: integers 0 .. {levels - 1} stored as floats "
-                             "(quantise a signal in [-1, 1] with mu_law_encode first)")
-        return x
+        return check_tokens(self.check_input(x), self.config.levels,
+                            "WaveNet models mu-law codes (quantise a signal in [-1, 1] with mu_law_encode first)")
 
     def one_hot(self, codes: torch.Tensor) -> torch.Tensor:
         return F.one_hot(codes.long(), self.config.levels).transpose(1, 2).to(self.dtype)

@@ -62,11 +62,17 @@ def train_job(job: Job, progress: bool = False):
     return model, history
 
 
-def _train_in_worker(job: Job):
+def _train_here(job: Job, progress: bool, evaluate=None):
+    model, history = train_job(job, progress)
+    return (model, history) if evaluate is None else (model, history, evaluate(job, model, history))
+
+
+def _train_in_worker(job: Job, evaluate=None):
     """train_job in a worker process; models do not all pickle (some hold functions), so the
-    weights travel as a state dict and the model is rebuilt in the parent."""
+    weights travel as a state dict and the model is rebuilt in the parent. With `evaluate`, its
+    result on the trained model travels back too (measured here, in parallel with other jobs)."""
     model, history = train_job(job)
-    return model.state_dict(), history
+    return model.state_dict(), history, None if evaluate is None else evaluate(job, model, history)
 
 
 def build(job: Job):
@@ -124,25 +130,30 @@ def shutdown() -> None:
         _POOL = None
 
 
-def train_many(jobs: list[Job], workers: int | None = None, progress: bool = True, desc: str | None = None):
+def train_many(jobs: list[Job], workers: int | None = None, progress: bool = True, desc: str | None = None,
+               evaluate=None):
     """Train every job, several at once when there are cores for it: [(model, history), ...] in
-    the order of `jobs`. A failing job raises its error here (the others are cancelled)."""
+    the order of `jobs`. A failing job raises its error here (the others are cancelled).
+
+    evaluate: a function evaluate(job, model, history) (picklable: defined at module level) run on
+    each trained model where it was trained, so that measuring, too, runs in parallel; the results
+    are then [(model, history, evaluation), ...]."""
     jobs = list(jobs)
     if not all(isinstance(job, Job) for job in jobs):
         raise TypeError("train_many takes a list of Job(name, dist, ...)")
     workers = min(workers or workers_available(), len(jobs))
     if workers <= 1:
-        return [train_job(job, progress) for job in jobs]
+        return [_train_here(job, progress, evaluate) for job in jobs]
     pool = _pool(workers)
-    futures = {pool.submit(_train_in_worker, job): i for i, job in enumerate(jobs)}
+    futures = {pool.submit(_train_in_worker, job, evaluate): i for i, job in enumerate(jobs)}
     results = [None] * len(jobs)
     bar = tqdm(total=len(jobs), desc=desc or f"training {len(jobs)} models in {workers} processes",
                unit="model", disable=not progress, leave=False)
     try:
         for future in as_completed(futures):
             i = futures[future]
-            state, history = future.result()
-            results[i] = (_rebuild(jobs[i], state), history)
+            state, history, evaluation = future.result()
+            results[i] = (_rebuild(jobs[i], state), history) + (() if evaluate is None else (evaluation,))
             bar.set_postfix_str(f"{jobs[i].title} done in {results[i][1].seconds:.1f} s", refresh=False)
             bar.update()
     except BaseException:
