@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 01 Paradigms: experience, intuition, and the families (VAEs, flows, GANs, diffusion)
+# # 01 Paradigms: experience, intuition, and the families (VAEs, flows, GANs, diffusion, autoregressive)
 #
 # *Reading time 55 min, run time 7 to 8.2 min on a 2-core laptop CPU (quick profile), most of it training.*
 #
@@ -32,7 +32,10 @@
 # 5. **diagnose** mode collapse in a GAN and show which gradient penalty cures it;
 # 6. **choose** a diffusion model's parts (what the network predicts, SDE or ODE sampler, the
 #    number of steps, distillation, pixel or latent space) and predict what each choice costs
-#    in quality, network evaluations and time.
+#    in quality, network evaluations and time;
+# 7. **explain** what makes a network autoregressive (causality, checked from gradients), why
+#    PixelCNN has a blind spot, and why a prior over discrete codes makes a VQ/FSQ autoencoder
+#    generate.
 #
 # **Prerequisites.** Lecture 00 (the four losses as distances, the quality score $G$ measured
 # with $W_2$ against held-out data, `fit` and the zoo). Mathematics: Gaussian densities and the
@@ -42,8 +45,8 @@
 # families apart: first **by hand** (what does each paradigm do to turn noise into data?), then
 # **by history** (why did each idea follow the previous one?), then **by interface** (the four
 # methods a model can offer), and finally **family by family**: the VAE, flow and GAN families
-# and diffusion families here, every model trained live and measured on held-out data.
-# Autoregressive and world models follow in part 2b (marked places at the end).
+# and diffusion families here, every 2D model trained live and measured on held-out data, then
+# the autoregressive family on digits. World models follow in part 2b (marked places at the end).
 
 # %%
 import math
@@ -51,9 +54,11 @@ import math
 import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
+from matplotlib.colors import ListedColormap
 
 from unigm import bench, data, metrics, runtime, samplers, zoo
 from unigm.base import FlowBased, Implicit, LikelihoodBased, ScoreBased
+from unigm.autoregressive import raster_before, receptive_field
 from unigm.bench import measure
 from unigm.course import checkpoints
 from unigm.course.figures import (check_readable, markdown_table, plot_idea_chain, plot_pairs, plot_training_curves,
@@ -601,9 +606,10 @@ plt.show()
 #
 # **Samples, measured.** Reconstructions say how good the code is, not how good the generative
 # model is. To sample, each model draws its 4 code positions *independently*, each with the
-# frequency it had on the training set (a crude prior; part 2 replaces it with an autoregressive
-# one), and decodes them. `metrics.image_quality` scores 270 samples with the course's judge
-# network (a small classifier trained on the training digits) against the 270 test digits:
+# frequency it had on the training set (a crude prior; section 8.4 replaces it with an
+# autoregressive one), and decodes them. `metrics.image_quality` scores 270 samples with the
+# course's judge network (a small classifier trained on the training digits) against the 270 test
+# digits:
 # Fréchet distance (FD) in the judge's feature space, precision (are samples near real digits?),
 # recall and coverage (are all real digits near some sample?), density, 1-NN accuracy (0.5 when
 # samples and data cannot be told apart), a judge-based inception score and the digit classes
@@ -1670,15 +1676,222 @@ print("section 7 checks passed")
 #    and why is it still cheaper for a given quality?
 
 # %% [markdown]
-# ## 8. Coming in part 2b
+# ## 8. The autoregressive family
 #
-# <!-- PART 2: autoregressive family -->
-# **Autoregressive family** (to follow): PixelCNN and its blind spot, WaveNet's dilated
-# causal convolutions, a causal transformer, VAR and MAR.
+# **The story.** Every joint distribution factorises by the chain rule of probability, in any
+# order you choose:
+# $$p(x) = \prod_{i=1}^{n} p(x_i \mid x_{<i}).$$
+# Nothing is approximated yet. Learn every conditional with one shared network and two things
+# come for free: the **exact** log-likelihood, a sum of $n$ log-conditionals, and a sampler that
+# draws $x_1$, then $x_2$ given $x_1$, and so on. The price is in the same sentence: sampling
+# takes $n$ steps, one per element, and the order is a modelling choice (row by row for pixels,
+# coarse to fine for scales, random for masked tokens). All the engineering goes into one
+# constraint: the network's output $i$ may depend on inputs before $i$ and **nothing else**.
+# Then one forward pass computes all $n$ conditionals of a training image at once.
+#
+# Three ways to make a network causal over the 64 pixels of a binarised 8x8 digit, read in raster
+# order (row by row, left to right), each a Bernoulli per pixel:
+# - **PixelCNN** (van den Oord, Kalchbrenner & Kavukcuoglu 2016) zeroes part of every convolution
+#   kernel: mask A in the first layer hides the centre pixel and everything after it, mask B in
+#   later layers hides only what comes after the centre;
+# - the **gated PixelCNN** (van den Oord et al. 2016) splits the network into a vertical stack
+#   that sees whole rows above and a horizontal stack that sees the row so far, with gated units
+#   $\tanh(a)\odot\sigma(b)$;
+# - a **causal transformer** (a minimal GPT over pixels, as in Chen et al. 2020) lets every
+#   position attend to every earlier one through a triangular attention mask.
+#
+# The three are course checkpoints (section 4.3 explains the rule): trained by
+# `make checkpoints` on the 1,257 training digits, verified and loaded here.
+#
+# **Predict.** Stack six masked 3x3 convolutions: the receptive field grows by one pixel per
+# layer in every allowed direction. Which of the earlier pixels can the output at row 6, column 3
+# still *not* see?
+
+# %%
+ar_names = {"PixelCNN": "pixelcnn", "gated PixelCNN": "gated_pixelcnn", "pixel transformer": "pixel_transformer"}
+ar_models = {}
+for label, checkpoint in ar_names.items():
+    ar_models[label], history = checkpoints.load(checkpoint)
+    trained[label] = (ar_models[label], history)
+row, col = 6, 3
+allowed = raster_before(8, 8, row, col)
+fields = {label: receptive_field(model, row, col) for label, model in ar_models.items()}
+fig_fields, axes = plt.subplots(1, 3, figsize=(15, 5))
+for ax, (label, seen) in zip(axes, fields.items()):
+    picture = allowed.float() + (allowed & ~seen).float()  # 0 after the pixel, 1 seen, 2 allowed but unseen
+    ax.imshow(picture, cmap=ListedColormap(["white", "tab:blue", "tab:red"]), vmin=0, vmax=2)
+    ax.scatter([col], [row], marker="x", s=200, color="black", linewidths=3)
+    ax.set_title(f"{label}: {int((allowed & ~seen).sum())} blind pixels")
+    ax.set_xlabel("column")
+    ax.set_ylabel("row")
+    ax.set_xticks(range(8))
+    ax.set_yticks(range(8))
+plt.tight_layout()
+check_readable(fig_fields)
+plt.show()
+
+# %% [markdown]
+# *Figure: which input pixels the output at row 6, column 3 (the cross) depends on, measured from
+# the gradient of that output with respect to every input pixel (`receptive_field`). Blue: seen;
+# red: earlier pixels it is allowed to see but does not; white: the pixel itself and everything
+# after it, which it must not see. Look at the red wedge above and to the right in the PixelCNN:
+# that is the **blind spot**. Each masked layer extends the field up and to the left, but the mask
+# of the centre row stops it from ever moving right above the current row. The gated PixelCNN's
+# vertical stack sees whole rows, and attention sees every earlier position from its first layer:
+# neither has a blind spot.*
+#
+# The same gradient test, run on every output of every model of the family, is what the library's
+# tests use to prove causality: no output may depend on its own pixel or a later one.
+#
+# ### 8.2 Exact likelihoods, in bits per pixel
+#
+# An autoregressive model's likelihood is exact, so models are compared by **bits per pixel** on
+# the test digits: $-\log_2 p(x) / 64$. Two references: independent pixels (each pixel on with its
+# training frequency, the best model without dependencies) and the Bernoulli VAE of section 4.3,
+# whose number is an importance-weighted *bound*.
+#
+# **Predict.** Rank the five. Will the blind spot cost PixelCNN anything measurable on digits
+# this small? Will an exact likelihood beat the VAE's bound?
+
+# %%
+ar_rows = [dict(model="independent pixels", test_bits=independent_bits, train_bits=float("nan"), NFE=1, params=64),
+           dict(model="Bernoulli VAE (bound, k = 256)", test_bits=bvae_bits, train_bits=float("nan"), NFE=1,
+                params=sum(p.numel() for p in bvae.parameters()))]
+for label, model in ar_models.items():
+    with torch.no_grad():
+        test_bits = metrics.bits_per_dim(model.log_prob(binary_test), dims=64)
+        train_bits = metrics.bits_per_dim(model.log_prob(binary_train), dims=64)
+    ar_rows.append(dict(model=label, test_bits=test_bits, train_bits=train_bits, NFE=64,
+                        params=sum(p.numel() for p in model.parameters()), train_s=trained[label][1].seconds))
+ar_bits = {row["model"]: row["test_bits"] for row in ar_rows}
+display(Markdown(markdown_table(ar_rows, ["model", "test_bits", "train_bits", "NFE", "params", "train_s"])))
+
+# %% [markdown]
+# All three autoregressive models beat independent pixels by a wide margin; among them the gated
+# PixelCNN is best and the plain PixelCNN, with its blind spot, the worst. The Bernoulli VAE's
+# *bound* is lower still: on 1,257 tiny images a one-step latent-variable model with a good
+# decoder is hard to beat, and the exact likelihood of an autoregressive model is no promise of a
+# better one. The gap between training and test bits is overfitting: the transformer (about
+# 100,000 parameters) fits the training digits best and pays for it on the test set.
+# *Train seconds are the recorded ones (provenance beside each checkpoint), measured on the course's
+# 2-core CPU; `NFE` counts network evaluations per sample.*
+#
+# ### 8.3 Sampling: one network evaluation per pixel
+#
+# **Predict.** The likelihood of a batch took one forward pass. How many does a batch of samples
+# take, and does the batch size change that number?
+
+# %%
+ar_samples, ar_nfe = {}, {}
+for label, model in ar_models.items():
+    with samplers.count_nfe() as nfe:
+        ar_samples[label] = model.sample(12, generator=torch.Generator().manual_seed(0))
+    ar_nfe[label] = nfe.count
+print("network evaluations for 12 samples:", ", ".join(f"{label} {n}" for label, n in ar_nfe.items()))
+fig_ar, axes = plt.subplots(4, 12, figsize=(12, 4.4))
+for grid, (title, images) in zip(axes, {"data (test)": binary_test[:12], **ar_samples}.items()):
+    for ax, img in zip(grid, images):
+        ax.imshow(img[0], cmap="gray_r", vmin=0, vmax=1)
+        ax.set_axis_off()
+    grid[0].set_title(title, loc="left", fontsize=13)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# *Figure: twelve binarised test digits and twelve samples of each model, drawn pixel by pixel.
+# Look at how every stroke continues the pixels above it: each pixel was drawn knowing all of
+# them. Many samples are recognisable digits; some are plausible strokes that no class owns.*
+#
+# 64 evaluations for any batch size: the loop runs over pixels, not over samples. Every pixel's
+# conditional needs the pixels before it, so the steps cannot run in parallel. That sequential
+# cost is what VAR (next scale instead of next pixel) and MAR (many tokens per step, in random
+# order) attack; transformers also cache the keys and values of earlier positions so that each
+# step costs one position rather than the whole sequence.
+#
+# ### 8.4 Two stages: an autoregressive prior over discrete codes
+#
+# Section 4.4 left a promise. Its quantized autoencoders turned a digit into 4 codes, but sampled
+# the 4 codes *independently*, and the decoded images mixed strokes of different digits. The
+# second stage of the VQ-VAE (van den Oord, Vinyals & Kavukcuoglu 2017) fixes exactly that: fit
+# an autoregressive model to the codes of the training images, sample codes from it, decode. Here
+# the FSQ autoencoder's 4 codes become 12 tokens (each code is 3 channels of 8 levels), and the
+# causal transformer of section 8.1, with a softmax over the 8 levels instead of a Bernoulli, is
+# the prior (`CodePrior`, a course checkpoint: trained on the tokens of the training digits).
+#
+# **Predict.** Same decoder, same code alphabet; only the prior over codes changes. How much of the
+# gap in Fréchet distance between section 4.4's independent codes and the data floor will it close?
+
+# %%
+fsq_model = trained["FSQ (8, 8, 8)"][0]
+code_prior, code_prior_history = checkpoints.load("code_prior_fsq")
+trained["code prior (FSQ tokens)"] = (code_prior, code_prior_history)
+tokens_train, tokens_test = checkpoints.fsq_tokens("train"), checkpoints.fsq_tokens("test")
+with torch.no_grad():
+    prior_nll = -code_prior.log_prob(tokens_test).mean().item()
+independent_nll = -checkpoints.independent_tokens_log_prob(tokens_train, tokens_test, 8).mean().item()
+two_stage = {"independent codes": fsq_model.sample(1000, generator=torch.Generator().manual_seed(0)),
+             "transformer prior": checkpoints.decode_fsq_tokens(fsq_model, code_prior.sample(
+                 1000, generator=torch.Generator().manual_seed(0)))}
+two_stage_quality = {label: metrics.image_quality(images) for label, images in two_stage.items()}
+print(f"test NLL of the 12 tokens: transformer prior {prior_nll:.2f} nats, independent tokens {independent_nll:.2f} nats")
+display(Markdown("\n".join([metrics.ImageQuality.header("FSQ codes drawn by (floor)")]
+                           + [q.row(label) for label, q in two_stage_quality.items()])))
+
+# %%
+fig_two_stage, axes = plt.subplots(2, 12, figsize=(12, 2.6))
+for grid, (label, images) in zip(axes, two_stage.items()):
+    for ax, img in zip(grid, images[:12]):
+        ax.imshow(img[0], cmap="gray_r", vmin=0, vmax=1)
+        ax.set_axis_off()
+    grid[0].set_title(f"{label}: FD {two_stage_quality[label].model.frechet_distance:.1f} "
+                      f"(data {two_stage_quality[label].floor.frechet_distance:.1f})", loc="left", fontsize=13)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# *Figure: the same FSQ decoder fed codes drawn independently per position (top) and by the
+# transformer prior (bottom), 1,000 samples each scored against the test digits. Look for
+# mixed strokes in the top row and their absence below.* The prior closes nearly all of the gap to
+# the data floor in Fréchet distance. Its likelihood gain is modest (about 1.4 nats per image),
+# yet it is the part of the dependence between codes that decides whether the four codes draw
+# the same digit. The same recipe, with larger tokenizers and transformers, is how VQ-GAN,
+# DALL-E (Esser et al. 2021; Ramesh et al. 2021) and many image and audio models generate.
+
+# %% tags=["checks"]
+# Section 8: what the tables and figures above must show (recorded values in checkpoints/*.json)
+blind = {label: int((allowed & ~seen).sum()) for label, seen in fields.items()}
+assert blind["PixelCNN"] > 0 and blind["gated PixelCNN"] == 0 and blind["pixel transformer"] == 0, blind
+assert all(not (seen & ~allowed).any() for seen in fields.values())  # causal: nothing at or after the pixel
+for label in ar_models:
+    assert ar_bits[label] < independent_bits - 0.1, (label, ar_bits[label])  # measured 0.38-0.41 vs 0.565
+    assert ar_nfe[label] == 64
+assert ar_bits["gated PixelCNN"] < ar_bits["PixelCNN"]  # measured 0.381 vs 0.407
+prior_q, independent_q = two_stage_quality["transformer prior"], two_stage_quality["independent codes"]
+assert prior_nll < independent_nll - 0.5, (prior_nll, independent_nll)  # measured 22.8 vs 24.2 nats
+assert prior_q.model.frechet_distance < 0.5 * independent_q.model.frechet_distance, (prior_q.model, independent_q.model)
+assert prior_q.model.frechet_distance < 1.5 * prior_q.floor.frechet_distance and prior_q.model.classes_covered == 10
+check_readable(fig_fields)
+print("section 8 checks passed")
+
+# %% [markdown]
+# ### Check your understanding
+#
+# 1. Why does one forward pass give all 64 conditionals of a training image, but sampling needs 64
+#    passes?
+# 2. A PixelCNN with 20 layers on an 8x8 image still has a blind spot. Why does depth not remove
+#    it, and what does the vertical stack change?
+# 3. Which of these orders could a causal transformer use without any change to its architecture:
+#    column by column, a random permutation fixed once, a new random permutation per image?
+# 4. The code prior improves the NLL of the codes by 1.4 nats per image and the FD by a factor of
+#    about three. Why can a small likelihood gain give a large gain in sample quality?
+#
+# ## 9. Coming next: world models
 #
 # <!-- PART 2: world models -->
 # **World models** (to follow): JEPA, V-JEPA on a toy video, Transfusion, and an
-# action-conditioned next-frame model on a toy environment.
+# action-conditioned next-frame model on a toy environment; with them the rest of the
+# autoregressive family (WaveNet on 1D signals, VAR, MAR) and the closing table of all six
+# families.
 #
 # What this run cost:
 
@@ -1715,7 +1928,11 @@ print(f"{len(trained)} models trained in {total_train_s:.0f} s of training in to
 #   sample the same distribution; the ODE also gives the likelihood and tolerates big steps
 #   (DDIM), while stochastic samplers need many. Consistency models distil the ODE into one or
 #   two steps, and an autoencoder's latent space makes every step cheaper.
-# - **Next:** part 2b of this lecture takes the autoregressive and world-model families;
+# - **Autoregressive models are the chain rule, made causal.** Exact likelihoods in one pass,
+#   samples in one pass per element. Masks, two stacks or attention enforce the order; masks
+#   alone leave a blind spot. A prior over an autoencoder's discrete codes is what turns a VQ or
+#   FSQ autoencoder into a generator.
+# - **Next:** part 2b of this lecture takes the world models and the rest of the autoregressive family;
 #   lecture 02 proves the equivalences promised in section 2.
 #
 # ## References
@@ -1726,10 +1943,12 @@ print(f"{len(trained)} models trained in {total_train_s:.0f} s of training in to
 # - Assran et al. (2023). Self-Supervised Learning from Images with a Joint-Embedding Predictive Architecture. arXiv:2301.08243.
 # - Bruce et al. (2024). Genie: Generative Interactive Environments. arXiv:2402.15391.
 # - Burda, Grosse & Salakhutdinov (2016). Importance Weighted Autoencoders. arXiv:1509.00519.
+# - Chen, Radford, Child, Wu, Jun, Luan & Sutskever (2020). Generative Pretraining from Pixels. ICML 2020 (no arXiv version).
 # - Chen, Rubanova, Bettencourt & Duvenaud (2018). Neural Ordinary Differential Equations. arXiv:1806.07366.
 # - Dinh, Krueger & Bengio (2014). NICE: Non-linear Independent Components Estimation. arXiv:1410.8516.
 # - Dinh, Sohl-Dickstein & Bengio (2017). Density estimation using Real NVP. arXiv:1605.08803.
 # - Du & Mordatch (2019). Implicit Generation and Generalization in Energy-Based Models. arXiv:1903.08689.
+# - Esser, Rombach & Ommer (2021). Taming Transformers for High-Resolution Image Synthesis. arXiv:2012.09841.
 # - Goodfellow et al. (2014). Generative Adversarial Networks. arXiv:1406.2661.
 # - Grathwohl, Chen, Bettencourt, Sutskever & Duvenaud (2019). FFJORD: Free-form Continuous Dynamics for Scalable Reversible Generative Models. arXiv:1810.01367.
 # - Gulrajani, Ahmed, Arjovsky, Dumoulin & Courville (2017). Improved Training of Wasserstein GANs. arXiv:1704.00028.
@@ -1750,6 +1969,7 @@ print(f"{len(trained)} models trained in {total_train_s:.0f} s of training in to
 # - Nichol & Dhariwal (2021). Improved Denoising Diffusion Probabilistic Models. arXiv:2102.09672.
 # - Nowozin, Cseke & Tomioka (2016). f-GAN: Training Generative Neural Samplers using Variational Divergence Minimization. arXiv:1606.00709.
 # - Pooladian, Ben-Hamu, Domingo-Enrich, Amos, Lipman & Chen (2023). Multisample Flow Matching: Straightening Flows with Minibatch Couplings. arXiv:2304.14772.
+# - Ramesh et al. (2021). Zero-Shot Text-to-Image Generation. arXiv:2102.12092.
 # - Rombach, Blattmann, Lorenz, Esser & Ommer (2022). High-Resolution Image Synthesis with Latent Diffusion Models. arXiv:2112.10752.
 # - Salimans & Ho (2022). Progressive Distillation for Fast Sampling of Diffusion Models. arXiv:2202.00512.
 # - Song & Ermon (2019). Generative Modeling by Estimating Gradients of the Data Distribution. arXiv:1907.05600.
@@ -1758,7 +1978,10 @@ print(f"{len(trained)} models trained in {total_train_s:.0f} s of training in to
 # - Song, Dhariwal, Chen & Sutskever (2023). Consistency Models. arXiv:2303.01469.
 # - Srivastava, Valkov, Russell, Gutmann & Sutton (2017). VEEGAN: Reducing Mode Collapse in GANs using Implicit Variational Learning. arXiv:1705.07761.
 # - Tong et al. (2024). Improving and Generalizing Flow-Based Generative Models with Minibatch Optimal Transport. arXiv:2302.00482.
+# - van den Oord, Kalchbrenner & Kavukcuoglu (2016). Pixel Recurrent Neural Networks. arXiv:1601.06759.
+# - van den Oord, Kalchbrenner, Vinyals, Espeholt, Graves & Kavukcuoglu (2016). Conditional Image Generation with PixelCNN Decoders. arXiv:1606.05328.
 # - van den Oord, Vinyals & Kavukcuoglu (2017). Neural Discrete Representation Learning. arXiv:1711.00937.
+# - Vaswani et al. (2017). Attention Is All You Need. arXiv:1706.03762.
 # - Weber (2023). The Score-Difference Flow for Implicit Generative Modeling. arXiv:2304.12906.
 # - Zhang, Shi, Yu, Xie & Li (2023). DiffFlow: A Unified SDE Framework for Score-Based Diffusion Models and Generative Adversarial Networks. arXiv:2307.02159.
 #
