@@ -29,21 +29,27 @@ from .causal import check_tokens
 from .pixelcnn import BinaryImageAR
 
 
+def transformer_stack(width: int, depth: int, heads: int, dropout: float = 0.0) -> nn.TransformerEncoder:
+    """`depth` of PyTorch's pre-norm transformer layers (GELU MLPs of 4 x width); the caller passes the
+    attention mask (causal here, block-causal in VAR)."""
+    if width % heads:
+        raise ValueError(f"width ({width}) must be a multiple of heads ({heads})")
+    layer = nn.TransformerEncoderLayer(width, heads, dim_feedforward=4 * width, dropout=dropout, activation="gelu",
+                                       batch_first=True, norm_first=True)
+    return nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+
+
 class CausalTransformer(nn.Module):
     """inputs (B, L, in_features) -> (B, L, out_features); output i depends on inputs < i only."""
 
     def __init__(self, length: int, in_features: int, out_features: int, width: int = 64, depth: int = 2,
                  heads: int = 4, dropout: float = 0.0):
         super().__init__()
-        if width % heads:
-            raise ValueError(f"width ({width}) must be a multiple of heads ({heads})")
         self.length = length
         self.embed = nn.Linear(in_features, width)  # on one-hot tokens: an embedding table (plus a bias)
         self.start = nn.Parameter(torch.zeros(width))  # what output 0 sees
         self.position = nn.Parameter(0.02 * torch.randn(length, width))  # learned absolute positions
-        layer = nn.TransformerEncoderLayer(width, heads, dim_feedforward=4 * width, dropout=dropout, activation="gelu",
-                                           batch_first=True, norm_first=True)
-        self.blocks = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.blocks = transformer_stack(width, depth, heads, dropout)
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, out_features)
         self.register_buffer("causal_mask", nn.Transformer.generate_square_subsequent_mask(length), persistent=False)
