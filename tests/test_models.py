@@ -16,8 +16,7 @@ from unigm.vae import VAE, gaussian_log_prob, kl_to_standard_normal
 PARADIGM = {"vae": LikelihoodBased, "gan": Implicit, "flow_matching": FlowBased, "ddpm": ScoreBased}
 
 
-IMAGE_ONLY = {"pixelcnn": (1, 8, 8), "gated_pixelcnn": (1, 8, 8), "pixel_transformer": (1, 8, 8),
-              "var": (1, 8, 8)}  # one-channel images only
+IMAGE_ONLY = {"pixelcnn": (1, 8, 8), "gated_pixelcnn": (1, 8, 8), "pixel_transformer": (1, 8, 8)}  # one channel
 
 
 def test_zoo_lists_and_builds_every_model():

@@ -31,7 +31,7 @@ from .pixelcnn import BinaryImageAR
 
 def transformer_stack(width: int, depth: int, heads: int, dropout: float = 0.0) -> nn.TransformerEncoder:
     """`depth` of PyTorch's pre-norm transformer layers (GELU MLPs of 4 x width); the caller passes the
-    attention mask (causal here, block-causal in VAR)."""
+    attention mask (causal here; other orders, such as VAR's block-causal one, need only another mask)."""
     if width % heads:
         raise ValueError(f"width ({width}) must be a multiple of heads ({heads})")
     layer = nn.TransformerEncoderLayer(width, heads, dim_feedforward=4 * width, dropout=dropout, activation="gelu",
