@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 01 Paradigms: experience, intuition, and the families (VAEs, flows, GANs, diffusion, autoregressive)
 #
-# *Reading time 55 min, run time 7 to 8.2 min on a 2-core laptop CPU (quick profile), most of it training.*
+# *Reading time 65 min, run time 6.5 to 8 min on a 2-core laptop CPU (quick profile), most of it training.*
 #
 # **Learning goals.** After this notebook you can
 # 1. **generate** with each of the four paradigms (a VAE decoder, a GAN generator, a flow's ODE,
@@ -1688,6 +1688,8 @@ print("section 7 checks passed")
 # coarse to fine for scales, random for masked tokens). All the engineering goes into one
 # constraint: the network's output $i$ may depend on inputs before $i$ and **nothing else**.
 # Then one forward pass computes all $n$ conditionals of a training image at once.
+#
+# ### 8.1 Three ways to be causal, and a blind spot
 #
 # Three ways to make a network causal over the 64 pixels of a binarised 8x8 digit, read in raster
 # order (row by row, left to right), each a Bernoulli per pixel:

