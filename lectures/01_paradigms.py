@@ -57,12 +57,12 @@ from IPython.display import Markdown, display
 from matplotlib.colors import ListedColormap
 
 from unigm import bench, data, metrics, runtime, samplers, zoo
-from unigm.base import FlowBased, Implicit, LikelihoodBased, ScoreBased
 from unigm.autoregressive import raster_before, receptive_field
+from unigm.base import FlowBased, Implicit, LikelihoodBased, ScoreBased
 from unigm.bench import measure
 from unigm.course import checkpoints
-from unigm.course.figures import (check_readable, markdown_table, plot_idea_chain, plot_pairs, plot_training_curves,
-                                  scatter2d, segment_crossings, use_course_style)
+from unigm.course.figures import (check_readable, image_rows, markdown_table, plot_idea_chain, plot_pairs,
+                                  plot_training_curves, scatter2d, segment_crossings, use_course_style)
 from unigm.course.widgets import show_source
 from unigm.data import GaussianMixture
 from unigm.diffusion import ConsistencyDistillation, ConsistencyModel
@@ -502,11 +502,8 @@ print(f"Bernoulli VAE: {bvae_bits:.3f} bits/pixel (IWAE, k=256); independent pix
       f"{bvae_history.steps} training steps, {bvae_history.seconds:.1f} s")
 
 # %%
-fig_bvae, axes = plt.subplots(1, 16, figsize=(12, 1.2))
 torch.manual_seed(0)
-for ax, img in zip(axes, bvae.sample(16)):
-    ax.imshow(img[0], cmap="gray_r")
-    ax.axis("off")
+fig_bvae = image_rows({"Bernoulli VAE samples": bvae.sample(16)}, ncols=16, panel_width=0.75, row_height=1.4)
 plt.show()
 
 # %% [markdown]
@@ -589,13 +586,7 @@ display(Markdown(markdown_table(q_rows, ["model", "test_mse", "perplexity", "cod
 print(f"baseline: predicting the mean training image gives test MSE {mean_image_mse:.4f}")
 
 # %%
-fig_recon, axes = plt.subplots(4, 12, figsize=(12, 5))
-for row, (label, images) in zip(axes, [("data", digits_test)] + list(reconstructions.items())):
-    for ax, img in zip(row, images[:12]):
-        ax.imshow(img[0], cmap="gray_r", vmin=0, vmax=1)
-        ax.axis("off")
-    row[0].set_title(label, fontsize=13, loc="left")
-plt.tight_layout()
+fig_recon = image_rows({"data": digits_test, **reconstructions})
 plt.show()
 
 # %% [markdown]
@@ -629,14 +620,9 @@ display(Markdown("\n".join([metrics.ImageQuality.header("model (floor)")]
                            + [q.row(label) for label, q in sample_quality_rows.items()])))
 
 # %%
-fig_code_samples, axes = plt.subplots(3, 12, figsize=(12, 4))
-for row, (label, images) in zip(axes, code_samples.items()):
-    for ax, img in zip(row, images[:12]):
-        ax.imshow(img[0], cmap="gray_r", vmin=0, vmax=1)
-        ax.axis("off")
-    row[0].set_title(f"{label}: FD {sample_quality_rows[label].model.frechet_distance:.0f} "
-                     f"(data {sample_quality_rows[label].floor.frechet_distance:.0f})", fontsize=13, loc="left")
-plt.tight_layout()
+fig_code_samples = image_rows({f"{label}: FD {sample_quality_rows[label].model.frechet_distance:.0f} "
+                               f"(data {sample_quality_rows[label].floor.frechet_distance:.0f})": images
+                               for label, images in code_samples.items()})
 plt.show()
 
 # %% [markdown]
@@ -1598,16 +1584,11 @@ latent_rows = checkpoints.compare_diffusion(latent_model, pixel_model, n=1000, s
 display(Markdown(checkpoints.comparison_table(latent_rows)))
 
 # %%
-fig_latent, axes = plt.subplots(3, 12, figsize=(16, 4.6))
-grids = {"data (test)": digits_test[:12],
-         "latent diffusion, 100 steps": latent_model.sample(12, 100, generator=torch.Generator().manual_seed(4)),
-         "pixel DDPM, 100 steps": pixel_model.sample(12, 100, generator=torch.Generator().manual_seed(4))}
-for row, (title, images) in zip(axes, grids.items()):
-    for ax, img in zip(row, images):
-        ax.imshow(img[0], cmap="gray_r", vmin=0, vmax=1)
-        ax.set_axis_off()
-    row[0].set_title(title, loc="left", fontsize=13)
-plt.tight_layout()
+fig_latent = image_rows({
+    "data (test)": digits_test,
+    "latent diffusion, 100 steps": latent_model.sample(12, 100, generator=torch.Generator().manual_seed(4)),
+    "pixel DDPM, 100 steps": pixel_model.sample(12, 100, generator=torch.Generator().manual_seed(4))},
+    panel_width=1.33, row_height=1.53)
 plt.show()
 
 # %% [markdown]
@@ -1790,13 +1771,7 @@ for label, model in ar_models.items():
         ar_samples[label] = model.sample(12, generator=torch.Generator().manual_seed(0))
     ar_nfe[label] = nfe.count
 print("network evaluations for 12 samples:", ", ".join(f"{label} {n}" for label, n in ar_nfe.items()))
-fig_ar, axes = plt.subplots(4, 12, figsize=(12, 4.4))
-for grid, (title, images) in zip(axes, {"data (test)": binary_test[:12], **ar_samples}.items()):
-    for ax, img in zip(grid, images):
-        ax.imshow(img[0], cmap="gray_r", vmin=0, vmax=1)
-        ax.set_axis_off()
-    grid[0].set_title(title, loc="left", fontsize=13)
-plt.tight_layout()
+fig_ar = image_rows({"data (test)": binary_test, **ar_samples}, row_height=1.1)
 plt.show()
 
 # %% [markdown]
@@ -1840,14 +1815,9 @@ display(Markdown("\n".join([metrics.ImageQuality.header("FSQ codes drawn by (flo
                            + [q.row(label) for label, q in two_stage_quality.items()])))
 
 # %%
-fig_two_stage, axes = plt.subplots(2, 12, figsize=(16, 3.4))
-for grid, (label, images) in zip(axes, two_stage.items()):
-    for ax, img in zip(grid, images[:12]):
-        ax.imshow(img[0], cmap="gray_r", vmin=0, vmax=1)
-        ax.set_axis_off()
-    grid[0].set_title(f"{label}: FD {two_stage_quality[label].model.frechet_distance:.1f} "
-                      f"(data {two_stage_quality[label].floor.frechet_distance:.1f})", loc="left", fontsize=13)
-plt.tight_layout()
+fig_two_stage = image_rows({f"{label}: FD {two_stage_quality[label].model.frechet_distance:.1f} "
+                            f"(data {two_stage_quality[label].floor.frechet_distance:.1f})": images
+                            for label, images in two_stage.items()}, panel_width=1.33, row_height=1.7)
 plt.show()
 
 # %% [markdown]

@@ -65,3 +65,14 @@ def test_segment_crossings_counts_proper_crossings_only():
 def test_markdown_table_formats_floats_and_missing_values():
     table = figures.markdown_table([dict(model="a", G=0.5), dict(model="b", G=None)], ["model", "G", "NLL"], digits=2)
     assert table.splitlines() == ["| model | G | NLL |", "|---|---|---|", "| a | 0.50 | n/a |", "| b | n/a | n/a |"]
+
+
+def test_image_rows_draws_each_row_of_images_under_its_title():
+    images = torch.rand(20, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    fig = figures.image_rows({"data": images, "model": images[:5]}, ncols=12)
+    axes = fig.axes
+    assert len(axes) == 24 and axes[0].get_title(loc="left") == "data" and axes[12].get_title(loc="left") == "model"
+    drawn = [ax for ax in axes if ax.images]
+    assert len(drawn) == 12 + 5 and not any(ax.axison for ax in axes)  # a short row leaves blank panels
+    torch.testing.assert_close(torch.as_tensor(drawn[13].images[0].get_array()), images[1, 0], check_dtype=False)
+    assert drawn[0].images[0].get_clim() == (0, 1)

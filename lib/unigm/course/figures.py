@@ -112,6 +112,21 @@ def plot_training_curves(histories, ncols: int = 4, window: int = 50, panel_size
     return fig
 
 
+def image_rows(rows, ncols: int = 12, panel_width: float = 1.0, row_height: float = 1.3, title_size: float = 13):
+    """One row of images per entry of `rows` (a dict title -> images (N, 1, H, W) in [0, 1]), the first
+    `ncols` of each, grey levels inverted (ink is dark), no axes, the title at the left of the row;
+    returns the figure. The course's figure for samples and reconstructions of digits."""
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(panel_width * ncols, row_height * len(rows)), squeeze=False)
+    for row_axes, (title, images) in zip(axes, rows.items()):
+        for ax, image in zip(row_axes, images[:ncols]):
+            ax.imshow(torch.as_tensor(image)[0].detach().cpu().numpy(), cmap="gray_r", vmin=0, vmax=1)
+        for ax in row_axes:
+            ax.set_axis_off()
+        row_axes[0].set_title(title, loc="left", fontsize=title_size)
+    fig.tight_layout()
+    return fig
+
+
 def segment_crossings(a, b) -> int:
     """How many pairs of the segments a[i] -> b[i] (a, b: (n, 2)) cross each other in the plane
     (proper crossings: each segment has the other's endpoints strictly on opposite sides)."""
