@@ -116,15 +116,18 @@ def image_rows(rows, ncols: int = 12, panel_width: float = 1.0, row_height: floa
     """One row of images per entry of `rows` (a dict title -> images (N, 1, H, W) in [0, 1]), the first
     `ncols` of each, grey levels inverted (ink is dark), no axes, the title at the left of the row;
     returns the figure. The course's figure for samples and reconstructions of digits."""
-    fig, axes = plt.subplots(len(rows), ncols, figsize=(panel_width * ncols, row_height * len(rows)), squeeze=False)
+    height = row_height * len(rows)
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(panel_width * ncols, height), squeeze=False)
     for row_axes, (title, images) in zip(axes, rows.items()):
         for ax, image in zip(row_axes, images[:ncols]):
             ax.imshow(torch.as_tensor(image)[0].detach().cpu().numpy(), cmap="gray_r", vmin=0, vmax=1)
         for ax in row_axes:
             ax.set_axis_off()
-        row_axes[0].set_title(title, loc="left", fontsize=title_size)
-    fig.tight_layout()
-    return fig
+        row_axes[0].set_title(title, loc="left", fontsize=title_size)  # may run over the next panels: they have none
+    title_inches = 2.2 * title_size / 72  # a title's line and its padding, above every row
+    fig.subplots_adjust(left=0.005, right=0.995, bottom=0.01, top=1 - title_inches / height, wspace=0.08,
+                        hspace=title_inches / (row_height - title_inches))  # fixed margins: tight_layout would
+    return fig  # shrink every panel to fit a title wider than its own panel
 
 
 def segment_crossings(a, b) -> int:
