@@ -29,7 +29,8 @@ lab: notebooks kernel  ## open JupyterLab on the lectures
 test: $(INSTALLED)  ## library tests, then every lecture executed with nbval (quick profile)
 	rm -rf build/test-notebooks
 	$(PY) -m unigm.course.cli notebooks --out build/test-notebooks
-	$(PY) -m pytest tests build/test-notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider --durations=20 --junitxml=build/junit.xml
+	rm -f build/gates-asserted.jsonl
+	UNIGM_GATE_LOG=$(CURDIR)/build/gates-asserted.jsonl $(PY) -m pytest tests build/test-notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider --durations=20 --junitxml=build/junit.xml
 
 course: $(INSTALLED)  ## execute every lecture headless into build/executed (+ HTML, build/timings.json)
 	$(PY) -m unigm.course.cli course --out build

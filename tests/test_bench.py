@@ -87,3 +87,43 @@ def test_quality_vs_steps_rejects_bad_input():
         bench.quality_vs_steps({"a": lambda n, k, g: ref.test}, ref, steps=(0,))
     with pytest.raises(ValueError, match="expected"):
         bench.quality_vs_steps({"a": lambda n, k, g: ref.test[:10]}, ref, steps=(1,), progress=False)
+
+
+def test_measure_job_in_a_worker_equals_measure_here():
+    """train_many(jobs, evaluate=bench.measure_job) measures each model where it was trained, against a
+    reference it builds there: the row must be the one `measure` gives here with metrics.reference."""
+    from unigm.train import Job, train_many
+    dist = data.toy("eight_gaussians")
+    jobs = [Job("gan", dist, steps=20), Job("vae", dist, steps=20)]  # an implicit model and one with a likelihood
+    results = train_many(jobs, workers=2, progress=False, evaluate=bench.measure_job)
+    ref = metrics.reference(dist)
+    for (model, history, row) in results:
+        here = bench.measure(model, dist, ref, history)
+        assert (row.nll is None) == (here.nll is None), model.name
+        for field in ("w2", "w2_floor", "gap_closed", "mmd", "nll", "data_entropy", "nfe", "train_seconds"):
+            if getattr(here, field) is not None:
+                assert getattr(row, field) == pytest.approx(getattr(here, field), rel=1e-5, abs=1e-6), (model.name, field)
+    assert results[1][2].nll is not None and results[0][2].nll is None
+
+
+def test_check_gate_asserts_the_recipes_gate_and_logs_only_the_recipes_own_complete_jobs(tmp_path, monkeypatch):
+    from unigm.train import Job
+    log = tmp_path / "gates.jsonl"
+    monkeypatch.setenv(bench.GATE_LOG_ENV, str(log))
+    moons = data.toy("two_moons")
+    gate = zoo.recipe("vae").min_quality["two_moons"]
+    with pytest.raises(AssertionError, match="gate"):
+        bench.check_gate(Job("vae", moons), gate - 0.01, 2.0, 1.6)
+    with pytest.raises(AssertionError, match="entropy"):  # a likelihood better than the truth
+        bench.check_gate(Job("vae", moons), gate + 0.1, 1.3, 1.6)
+    with pytest.raises(KeyError, match="no quality gate"):
+        bench.check_gate(Job("vae", data.toy("rings")), 1.0, 2.0, 1.6)
+    assert not log.exists()  # nothing failing is logged
+    assert bench.check_gate(Job("vae", moons), gate + 0.1, 2.0, 1.6) == gate
+    bench.check_gate(Job("vae", moons, steps=10), 1.0, 2.0, 1.6)  # not the recipe's own job
+    bench.check_gate(Job("vae", moons, config={"beta": 2.0}), 1.0, 2.0, 1.6)
+    bench.check_gate(Job("realnvp", moons), 1.0)  # a likelihood model whose NLL was not checked
+    bench.check_gate(Job("gan", moons, seed=3), 0.95)  # implicit: G is all there is to check
+    assert set(bench.gates_passed_elsewhere(log)) == {("vae", "two_moons", 0), ("gan", "two_moons", 3)}
+    monkeypatch.delenv(bench.GATE_LOG_ENV)
+    assert bench.gates_passed_elsewhere() == {}

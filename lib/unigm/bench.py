@@ -4,15 +4,19 @@ For each (model, dataset) pair: train with the zoo's recipe, then measure on hel
 (2,000 model samples vs 2,000 data points): exact W2 with its noise floor and the single
 Gaussian baseline, the gap closed G, RBF-MMD^2, NLL in nats where the model has a likelihood
 (next to the data's true entropy), sampling time per 1,000 samples and the NFE actually spent.
-The models train several at a time (train_many: one single-threaded process per core, --workers 1
-to train them one by one with every core); train seconds are those of each model's own process.
+The models train, and are measured, several at a time (train_many: one single-threaded process per
+core, --workers 1 to train them one by one with every core); train seconds are those of each model's
+own process.
 Writes build/bench.json and build/bench.md; with --readme FILE it also rewrites the table
 between the markers BEGIN_MARK and END_MARK in FILE (the README's table is generated, never pasted).
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import os
+import pickle
 import platform
 import time
 from dataclasses import asdict, dataclass
@@ -22,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import data, metrics, runtime, zoo
+from .base import Implicit
 from .samplers import count_nfe
 from .train import Job, train_job, train_many
 from .train.parallel import workers_available
@@ -68,6 +73,56 @@ def measure(model, dist, ref: metrics.Reference, history=None, seed: int = 1) ->
                     quality.gap_closed, quality.mmd, nll, entropy, 1000 * sample_seconds * 1000 / N_EVAL, nfe.count)
 
 
+@functools.lru_cache(maxsize=16)
+def _reference_of(pickled_dist: bytes) -> metrics.Reference:
+    return metrics.reference(pickle.loads(pickled_dist))
+
+
+def measure_job(job: Job, model, history, seed: int = 1) -> BenchRow:
+    """`measure` a model trained from a train_many Job, against its data set's held-out reference
+    (metrics.reference(job.dist), built once per process and data set: the same seeded draw as in the
+    caller's process). Passed as train_many(jobs, evaluate=measure_job), every model is measured in
+    the worker that trained it, two at a time, instead of one by one afterwards."""
+    return measure(model, job.dist, _reference_of(pickle.dumps(job.dist)), history, seed)
+
+
+GATE_LOG_ENV = "UNIGM_GATE_LOG"  # a file: check_gate appends every gate it passes on a recipe's own job
+
+
+def check_gate(job: Job, gap_closed: float, nll: float | None = None, data_entropy: float | None = None) -> float:
+    """Assert a trained job's quality gate, as tests/test_quality.py does: G >= its recipe's
+    min_quality on the job's data set and, for a model with a likelihood, an NLL no better than the
+    data's entropy (up to noise: a likelihood better than the truth is a bug). Returns the gate.
+
+    When $UNIGM_GATE_LOG names a file, the job is the recipe's own (default config and steps, 2D)
+    and everything the test asserts was checked (the NLL too, unless the model is implicit), the
+    passed gate is appended to the file (one JSON line): `make test` sets it, so the quality-gate
+    test need not train again a model that a lecture trained and gated in the same session."""
+    gates = zoo.recipe(job.name).min_quality
+    if job.dist.name not in gates:
+        raise KeyError(f"{job.name} has no quality gate on {job.dist.name!r} (it has: {', '.join(gates)})")
+    gate = gates[job.dist.name]
+    assert gap_closed >= gate, f"{job.title} on {job.dist.name}: G = {gap_closed:.3f} < its gate {gate}"
+    if nll is not None:
+        assert nll > data_entropy - 0.1, f"{job.title}: NLL {nll:.3f} below the data entropy {data_entropy:.3f}"
+    log = os.environ.get(GATE_LOG_ENV)
+    complete = nll is not None or issubclass(zoo.model_class(job.name), Implicit)
+    if log and complete and not job.config and job.steps is None and job.teacher is None and job.event_shape == (2,):
+        with open(log, "a") as f:
+            f.write(json.dumps({"model": job.name, "dataset": job.dist.name, "seed": job.seed, "G": gap_closed,
+                                "gate": gate, "nll": nll}) + "\n")
+    return gate
+
+
+def gates_passed_elsewhere(path: str | Path | None = None) -> dict[tuple[str, str, int], dict]:
+    """The gates check_gate logged in $UNIGM_GATE_LOG (or `path`): (model, dataset, seed) -> entry."""
+    path = path or os.environ.get(GATE_LOG_ENV)
+    if not path or not Path(path).exists():
+        return {}
+    entries = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    return {(e["model"], e["dataset"], e["seed"]): e for e in entries}
+
+
 def train(model_name: str, dist: data.Toy2D, seed: int = 0, steps: int | None = None, progress: bool = False,
           desc: str | None = None, **config):
     """Build a zoo model (with config overrides) and train it on a 2D toy with its recipe
@@ -107,16 +162,18 @@ def quality_vs_steps(sample_fns: dict, ref: metrics.Reference, steps=(5, 10, 20,
     if not steps or any(not isinstance(k, int) or k < 1 for k in steps):
         raise ValueError(f"steps must be positive ints, got {steps!r}")
     n = len(ref.test)
-    points = []
     cells = [(name, k) for name in sample_fns for k in steps]
+    drawn, nfes = [], []
     for name, k in tqdm(cells, desc="samplers x steps", disable=not progress):
         with torch.no_grad(), count_nfe() as nfe:
             x = sample_fns[name](n, k, torch.Generator().manual_seed(seed))
         if x.shape != ref.test.shape:
             raise ValueError(f"sampler {name!r} returned shape {tuple(x.shape)}, expected {tuple(ref.test.shape)}")
-        quality = metrics.sample_quality(x, ref)
-        points.append(StepsPoint(name, k, nfe.count, quality.gap_closed, quality.w2))
-    return points
+        drawn.append(x)
+        nfes.append(nfe.count)
+    qualities = metrics.sample_quality_many(drawn, ref)  # the W2 solves, several at a time in threads
+    return [StepsPoint(name, k, nfe, quality.gap_closed, quality.w2)
+            for (name, k), nfe, quality in zip(cells, nfes, qualities)]
 
 
 def markdown_table(rows: list[BenchRow]) -> str:
@@ -184,11 +241,10 @@ def main(argv=None) -> int:
     pairs = [(name, dataset) for dataset in args.datasets for name in args.models]
     jobs = [Job(name, data.toy(dataset), args.seed, args.steps) for name, dataset in pairs]
     workers = args.workers or workers_available()
-    trained = train_many(jobs, workers=workers, desc=f"training {len(jobs)} models in {workers} processes")
-    refs = {dataset: metrics.reference(data.toy(dataset)) for dataset in args.datasets}
+    trained = train_many(jobs, workers=workers, desc=f"training {len(jobs)} models in {workers} processes",
+                         evaluate=functools.partial(measure_job, seed=args.seed + 1))  # seeds as run_one's
     rows = []
-    for (name, dataset), (model, history) in zip(pairs, trained):
-        row = measure(model, data.toy(dataset), refs[dataset], history, seed=args.seed + 1)  # as run_one
+    for (name, dataset), (_, _, row) in zip(pairs, trained):
         print(f"{name:>14} on {dataset:<16} G = {row.gap_closed:5.2f}  ({row.train_seconds:.1f} s)", flush=True)
         rows.append(row)
     args.out.mkdir(parents=True, exist_ok=True)

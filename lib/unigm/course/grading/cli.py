@@ -1,7 +1,7 @@
 """`unigm-grade`: check a notebook, grade a class, release exercises.
 
     unigm-grade check NOTEBOOK                     run the visible tests, print each result
-    unigm-grade grade SOLUTION SUBMISSIONS... --out DIR [--timeout S] [--memory-mb M] [--force]
+    unigm-grade grade SOLUTION SUBMISSIONS... --out DIR [--timeout S] [--memory-mb M] [--force] [--workers N]
     unigm-grade release [SOLUTIONS...] [--out exercises] [--check]
 """
 from __future__ import annotations
@@ -96,6 +96,7 @@ def main(argv=None) -> int:
     gr.add_argument("submissions", nargs="+", type=Path, help="notebooks, or folders of them")
     gr.add_argument("--out", type=Path, required=True, help="folder for gradebook.csv/.json and feedback/")
     gr.add_argument("--force", action="store_true", help="regrade students whose submission is unchanged")
+    gr.add_argument("--workers", type=int, default=1, help="submissions graded at a time, each in its own process")
     add_limits(gr)
     re_ = sub.add_parser("release", help="generate exercises/ from solutions/")
     re_.add_argument("solutions", nargs="*", type=Path)
@@ -109,7 +110,7 @@ def main(argv=None) -> int:
         limits = Limits(timeout=args.timeout, total=args.total_timeout, memory_mb=args.memory_mb)
         if args.command == "check":
             return check(args.notebook, limits)
-        grade(args.solution, args.submissions, args.out, limits, force=args.force)
+        grade(args.solution, args.submissions, args.out, limits, force=args.force, workers=args.workers)
         return 0
     except (SourceError, NotANotebook, FileNotFoundError, ValueError) as err:
         print(f"unigm-grade: {err}", file=sys.stderr)
