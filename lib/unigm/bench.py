@@ -102,9 +102,10 @@ def check_gate(job: Job, gap_closed: float, nll: float | None = None, data_entro
     if job.dist.name not in gates:
         raise KeyError(f"{job.name} has no quality gate on {job.dist.name!r} (it has: {', '.join(gates)})")
     gate = gates[job.dist.name]
-    assert gap_closed >= gate, f"{job.title} on {job.dist.name}: G = {gap_closed:.3f} < its gate {gate}"
-    if nll is not None:
-        assert nll > data_entropy - 0.1, f"{job.title}: NLL {nll:.3f} below the data entropy {data_entropy:.3f}"
+    if not gap_closed >= gate:  # raised, not asserted: a check that `python -O` cannot switch off
+        raise AssertionError(f"{job.title} on {job.dist.name}: G = {gap_closed:.3f} < its gate {gate}")
+    if nll is not None and not nll > data_entropy - 0.1:
+        raise AssertionError(f"{job.title}: NLL {nll:.3f} below the data entropy {data_entropy:.3f}")
     log = os.environ.get(GATE_LOG_ENV)
     complete = nll is not None or issubclass(zoo.model_class(job.name), Implicit)
     if log and complete and not job.config and job.steps is None and job.teacher is None and job.event_shape == (2,):
