@@ -112,3 +112,20 @@ def test_mmd_permutation_test_accepts_same_and_rejects_different_distributions()
     shifted = torch.randn(300, 2, generator=g) + 0.5
     assert metrics.mmd_permutation_test(a, b)[1] > 0.05
     assert metrics.mmd_permutation_test(a, shifted)[1] <= 0.01
+
+
+def test_band_power_fraction_of_sines_is_the_closed_form():
+    t = torch.arange(128, dtype=torch.float64)
+    pure = torch.sin(2 * math.pi * 8 * t / 128 + torch.rand(5, 1, dtype=torch.float64))  # 8 cycles, any phase
+    assert metrics.band_power_fraction(pure, 4, 16) == pytest.approx(1.0, abs=1e-12)
+    assert metrics.band_power_fraction(pure, 9, 64) == pytest.approx(0.0, abs=1e-12)
+    two = 3.0 * torch.cos(2 * math.pi * 5 * t / 128) + 1.0 * torch.cos(2 * math.pi * 40 * t / 128) + 7.0
+    assert metrics.band_power_fraction(two[None], 4, 16) == pytest.approx(9 / 10, abs=1e-12)  # a^2 / (a^2 + b^2)
+    spectrum = metrics.power_spectrum(two[None])
+    assert spectrum[0] == pytest.approx(0.0, abs=1e-9) and spectrum[5] == pytest.approx((3.0 * 128 / 2) ** 2)
+    noise = torch.randn(2000, 128, generator=torch.Generator().manual_seed(0))
+    assert metrics.band_power_fraction(noise, 4, 16) == pytest.approx(13 / 64, abs=0.01)
+    with pytest.raises(ValueError, match="low <= high"):
+        metrics.band_power_fraction(pure, 0, 16)
+    with pytest.raises(ValueError, match="shape \\(N, T\\)"):
+        metrics.power_spectrum(torch.zeros(128))

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from unigm import zoo
-from unigm.base import FlowBased, Implicit, LikelihoodBased, ScoreBased, ShapeError
+from unigm.base import FlowBased, Implicit, LikelihoodBased, Representation, ScoreBased, ShapeError
 from unigm.diffusion import DDPM
 from unigm.schedules import alpha_bar_vp_linear, beta_vp_linear
 from unigm.flows import FlowMatching
@@ -17,13 +17,17 @@ PARADIGM = {"vae": LikelihoodBased, "gan": Implicit, "flow_matching": FlowBased,
 
 
 IMAGE_ONLY = {"pixelcnn": (1, 8, 8), "gated_pixelcnn": (1, 8, 8), "pixel_transformer": (1, 8, 8)}  # one channel
+IMAGE_ONLY["next_frame"] = (2, 8, 8)  # models frames (C, H, W), here those of unigm.world.env
+IMAGE_ONLY.update(jepa=(1, 8, 8), jepa_shared=(1, 8, 8))  # patches of images (C, H, W)
 
 
 def test_zoo_lists_and_builds_every_model():
     assert set(PARADIGM) <= set(zoo.names())
     for name in zoo.names():
         model = zoo.make(name, IMAGE_ONLY.get(name, (2,)))
-        assert model.name == name and isinstance(model, (LikelihoodBased, Implicit, FlowBased, ScoreBased))
+        # every model is of one paradigm; a Representation (JEPA) learns embeddings, not a distribution
+        assert model.name == name and isinstance(model, (LikelihoodBased, Implicit, FlowBased, ScoreBased,
+                                                         Representation))
         if name in PARADIGM:
             assert isinstance(model, PARADIGM[name])
         if name in zoo.names_2d():  # every 2D model has a training recipe; image models say they have none

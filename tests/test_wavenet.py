@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from unigm import data, samplers, zoo
+from unigm import data, runtime, samplers, zoo
 from unigm.autoregressive import WaveNet, mu_law_compress, mu_law_decode, mu_law_encode
 from unigm.tensors import ShapeError
 
@@ -74,6 +74,19 @@ def test_sampling_costs_t_evaluations_and_follows_the_model():
     assert torch.equal(codes, model.sample(3000, generator=torch.Generator().manual_seed(1)))
 
 
+def test_sampling_on_prefixes_equals_the_loop_over_whole_sequences():
+    """sample() runs step t on the first t + 1 codes; the plain loop (the whole sequence every step)
+    must draw exactly the same codes from the same generator."""
+    model, n, length = tiny(12), 50, 12
+    generator = torch.Generator().manual_seed(4)
+    codes = torch.zeros(n, length)
+    with torch.no_grad():
+        for t in range(length):
+            probs = torch.softmax(model(model.one_hot(codes))[:, :, t], dim=1)
+            codes[:, t] = torch.multinomial(probs, 1, generator=generator).squeeze(1).float()
+    assert torch.equal(model.sample(n, generator=torch.Generator().manual_seed(4)), codes)
+
+
 def test_clear_errors():
     model = tiny(10)
     with pytest.raises(ValueError, match="integers 0 .. 7"):
@@ -84,3 +97,24 @@ def test_clear_errors():
         zoo.make("wavenet", (2, 10))
     with pytest.raises(ValueError, match="steps must be None"):
         model.sample(2, steps=3)
+
+
+def test_the_signal_recipe_trains_through_a_job():
+    """WaveNet's recipe is for the "signal" task (mu-law codes of data.sine_mixtures), not "2d"; a Job
+    that names the task trains with it, exactly as fit with the recipe's arguments does."""
+    from unigm.train import Job, fit
+    from unigm.train.parallel import train_job
+
+    recipe = zoo.recipe("wavenet", "signal")
+    assert (recipe.lr, recipe.batch_size) == (3e-3, 32)
+    with pytest.raises(KeyError, match="wavenet has no 2d recipe"):
+        zoo.recipe("wavenet")
+    codes = mu_law_encode(data.sine_mixtures(64, 16, torch.Generator().manual_seed(0)), 8)
+    job = Job("wavenet", codes, steps=3, event_shape=(16,), task="signal", config=dict(levels=8, channels=8, layers=2))
+    model, history = train_job(job)
+    runtime.seed_everything(0)
+    reference = zoo.make("wavenet", (16,), levels=8, channels=8, layers=2)
+    fit(reference, codes, steps=3, batch_size=32, lr=3e-3, seed=0, progress=False)
+    assert history.steps == 3
+    for a, b in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(a, b)

@@ -10,6 +10,9 @@ Four paradigms, one base class each:
     Implicit         a sampling process only                      (GAN)
     ScoreBased       score(x, t) ~ grad_x log p_t(x)              (diffusion)
     FlowBased        velocity(x, t) = dx/dt of a transport ODE    (flow matching)
+One class is not a distribution at all: a `Representation` (JEPA) learns an embedding
+embed(x) -> (B, D) of the data and neither samples nor has a likelihood; it subclasses
+GenerativeModel only so that the zoo, the trainer and the checkpoints take it unchanged.
 Adversarial models (GANs) additionally declare their players; `unigm.train.fit` owns the
 optimisers and alternates the updates.
 """
@@ -23,7 +26,7 @@ from torch import nn
 from .tensors import ShapeError, check_n, randn
 
 __all__ = ["Adversarial", "Conditional", "FlowBased", "GenerativeModel", "Implicit", "LikelihoodBased", "Player",
-           "ScoreBased", "ShapeError"]
+           "Representation", "ScoreBased", "ShapeError"]
 
 
 class GenerativeModel(nn.Module):
@@ -137,6 +140,25 @@ class FlowBased(GenerativeModel):
 
     def velocity(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # (B, *E), (B,) -> (B, *E)
         raise NotImplementedError
+
+
+class Representation(GenerativeModel):
+    """Learns features of the data, not its distribution: `embed(x)` (B, *event_shape) -> (B, D).
+
+    Self-supervised models such as JEPA (Assran et al. 2023, arXiv:2301.08243) predict embeddings,
+    never pixels, so there is nothing to sample and no likelihood: both raise NotImplementedError.
+    `loss` and `after_update` follow the contract, so `unigm.train.fit` trains them like any model."""
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:  # (B, *E) -> (B, D)
+        raise NotImplementedError
+
+    def sample(self, n: int, steps: int | None = None, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} learns an embedding of the data (embed(x) -> (B, D)), "
+                                  "not a distribution over it: it has no sampler")
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} learns an embedding of the data (embed(x) -> (B, D)), "
+                                  "not a distribution over it: it has no likelihood")
 
 
 @dataclass

@@ -194,6 +194,25 @@ def bits_per_dim(log_prob: torch.Tensor, dims: int, levels: int | None = None) -
     return nll / (dims * math.log(2))
 
 
+def power_spectrum(signals: torch.Tensor) -> torch.Tensor:
+    """Mean power |FFT|^2 of 1D signals (N, T) per frequency bin 0 .. T // 2 (cycles per signal
+    length), each signal's mean removed first: (T // 2 + 1,)."""
+    if signals.dim() != 2 or signals.shape[1] < 2:
+        raise ValueError(f"power_spectrum expects signals of shape (N, T) with T >= 2, got {tuple(signals.shape)}")
+    centred = signals.double() - signals.double().mean(1, keepdim=True)
+    return torch.fft.rfft(centred, dim=1).abs().pow(2).mean(0)
+
+
+def band_power_fraction(signals: torch.Tensor, low: int, high: int) -> float:
+    """The share of the signals' power in frequency bins low .. high (inclusive), of all bins >= 1:
+    1 when every component lies in the band, about (high - low + 1) / (T / 2) for white noise."""
+    power = power_spectrum(signals)
+    if not 1 <= low <= high < len(power):
+        raise ValueError(f"need 1 <= low <= high <= {len(power) - 1} (bins of signals of length "
+                         f"{signals.shape[1]}), got low = {low}, high = {high}")
+    return float(power[low:high + 1].sum() / power[1:].sum())
+
+
 @dataclass(frozen=True)
 class ModeCoverage:
     modes_hit: int  # modes with at least min_share of their fair share of high-quality samples

@@ -1,4 +1,4 @@
-"""Networks shared by the models: an MLP that can take a time input."""
+"""Networks shared by the models: an MLP that can take a time input, a stack of transformer layers."""
 from __future__ import annotations
 
 import math
@@ -52,3 +52,14 @@ class MLP(nn.Module):
         elif t is not None:
             raise ValueError("this MLP has no time input (time_dim=0) but was given t")
         return self.layers(x)
+
+
+def transformer_stack(width: int, depth: int, heads: int, dropout: float = 0.0) -> nn.TransformerEncoder:
+    """`depth` of PyTorch's pre-norm transformer layers (GELU MLPs of 4 x width); the caller passes the
+    attention mask (causal in the autoregressive transformers; other orders, such as VAR's block-causal one,
+    need only another mask; none, or a key-padding mask, in JEPA's encoders)."""
+    if width % heads:
+        raise ValueError(f"width ({width}) must be a multiple of heads ({heads})")
+    layer = nn.TransformerEncoderLayer(width, heads, dim_feedforward=4 * width, dropout=dropout, activation="gelu",
+                                       batch_first=True, norm_first=True)
+    return nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)

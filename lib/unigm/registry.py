@@ -20,7 +20,8 @@ from . import runtime
 
 FULL_PROFILE_STEP_FACTOR = 4  # the full profile trains every recipe four times longer
 
-TASKS = ("2d",)  # 2d: the 2D toy data sets of unigm.data (two_moons, eight_gaussians, ...)
+TASKS = ("2d", "signal")  # 2d: the 2D toy data sets of unigm.data (two_moons, eight_gaussians, ...);
+# signal: mu-law codes of the 1D signals of unigm.data.sine_mixtures (length 128, 64 levels)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from . import autoregressive, diffusion, flows, gan, vae  # noqa: F401  (registers every model)
+from . import autoregressive, diffusion, flows, gan, vae, world  # noqa: F401  (registers every model)
 from .base import GenerativeModel
 from .registry import MODELS, RECIPES, Recipe
 

@@ -23,20 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..base import LikelihoodBased
+from ..nets import transformer_stack  # on the ground floor: JEPA (unigm.world) uses it too
 from ..registry import register
 from ..tensors import ShapeError
 from .causal import check_tokens
 from .pixelcnn import BinaryImageAR
-
-
-def transformer_stack(width: int, depth: int, heads: int, dropout: float = 0.0) -> nn.TransformerEncoder:
-    """`depth` of PyTorch's pre-norm transformer layers (GELU MLPs of 4 x width); the caller passes the
-    attention mask (causal here; other orders, such as VAR's block-causal one, need only another mask)."""
-    if width % heads:
-        raise ValueError(f"width ({width}) must be a multiple of heads ({heads})")
-    layer = nn.TransformerEncoderLayer(width, heads, dim_feedforward=4 * width, dropout=dropout, activation="gelu",
-                                       batch_first=True, norm_first=True)
-    return nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
 
 
 class CausalTransformer(nn.Module):

@@ -36,7 +36,8 @@ _POOL_WORKERS = 0
 
 @dataclass(frozen=True)
 class Job:
-    """One zoo model to train on a data set with its 2D recipe (optionally another step count)."""
+    """One zoo model to train on a data set with its recipe for `task` (by default the 2D one;
+    optionally another step count)."""
 
     name: str
     dist: object  # a unigm.data distribution (anything `fit` accepts as data)
@@ -45,6 +46,7 @@ class Job:
     config: dict = field(default_factory=dict)  # overrides of the model's config
     label: str | None = None  # a title for progress bars and tables (default: the name)
     event_shape: tuple[int, ...] = (2,)
+    task: str = "2d"  # which of the model's recipes (unigm.registry.TASKS)
     teacher: tuple[Job, dict] | None = None  # (the teacher's job, its trained state_dict): a model that
     # learns from another one (consistency distillation) is built by `from_teacher(teacher)`
 
@@ -55,7 +57,7 @@ class Job:
 
 def train_job(job: Job, progress: bool = False):
     """Build the zoo model (seeded with job.seed) and fit it with its recipe: (model, history)."""
-    fit_kwargs = zoo.recipe(job.name).fit_kwargs(job.steps)
+    fit_kwargs = zoo.recipe(job.name, job.task).fit_kwargs(job.steps)
     model = build(job)
     history = fit(model, job.dist, seed=job.seed, progress=progress,
                   desc=job.label or f"{job.name} on {getattr(job.dist, 'name', 'data')}", **fit_kwargs)
