@@ -14,9 +14,9 @@
 # ---
 
 # %% [markdown]
-# # 01 Paradigms: experience, intuition, and the families (VAEs, flows, GANs, diffusion, autoregressive)
+# # 01 Paradigms: experience, intuition, and the families (VAEs, flows, GANs, diffusion, autoregressive, world models)
 #
-# *Reading time 65 min, run time 6.5 to 8 min on a 2-core laptop CPU (quick profile), most of it training.*
+# *Reading time 80 min, run time 6.5 to 8 min on a 2-core laptop CPU (quick profile), most of it training.*
 #
 # **Learning goals.** After this notebook you can
 # 1. **generate** with each of the four paradigms (a VAE decoder, a GAN generator, a flow's ODE,
@@ -34,8 +34,11 @@
 #    number of steps, distillation, pixel or latent space) and predict what each choice costs
 #    in quality, network evaluations and time;
 # 7. **explain** what makes a network autoregressive (causality, checked from gradients), why
-#    PixelCNN has a blind spot, and why a prior over discrete codes makes a VQ/FSQ autoencoder
-#    generate.
+#    PixelCNN has a blind spot, why a prior over discrete codes makes a VQ/FSQ autoencoder
+#    generate, and what a WaveNet's reach buys on a signal;
+# 8. **build** the two kinds of world model, latent (JEPA, and the collapse its EMA target
+#    avoids) and pixel (an action-conditioned next-frame model rolled out against baselines),
+#    and **compare** all six families in one table.
 #
 # **Prerequisites.** Lecture 00 (the four losses as distances, the quality score $G$ measured
 # with $W_2$ against held-out data, `fit` and the zoo). Mathematics: Gaussian densities and the
@@ -46,10 +49,12 @@
 # **by history** (why did each idea follow the previous one?), then **by interface** (the four
 # methods a model can offer), and finally **family by family**: the VAE, flow and GAN families
 # and diffusion families here, every 2D model trained live and measured on held-out data, then
-# the autoregressive family on digits. World models follow in part 2b (marked places at the end).
+# the autoregressive family on digits and signals, and the step from modelling data to modelling
+# a world. The lecture closes with one table of all six families.
 
 # %%
 import math
+import time
 
 import matplotlib.pyplot as plt
 import torch
@@ -61,8 +66,8 @@ from unigm.autoregressive import mu_law_compress, mu_law_decode, mu_law_encode, 
 from unigm.base import FlowBased, Implicit, LikelihoodBased, ScoreBased
 from unigm.bench import check_gate, measure
 from unigm.course import checkpoints
-from unigm.course.figures import (check_readable, image_rows, markdown_table, plot_idea_chain, plot_pairs,
-                                  plot_training_curves, scatter2d, segment_crossings, use_course_style)
+from unigm.course.figures import (check_readable, image_rows, markdown_table, moving_average, plot_idea_chain,
+                                  plot_pairs, plot_training_curves, scatter2d, segment_crossings, use_course_style)
 from unigm.course.widgets import show_source
 from unigm.data import GaussianMixture
 from unigm.diffusion import ConsistencyDistillation, ConsistencyModel
@@ -70,6 +75,9 @@ from unigm.flows import AffineCoupling, OTFlowMatching, straightness
 from unigm.gan.r3gan import pairing_loss
 from unigm.train import Job, fit, train_many
 from unigm.vae import VQVAE, code_perplexity
+from unigm.world import (copy_last_frame, effective_rank, embedding_std, few_label_probe, linear_probe,
+                         rollout_errors)
+from unigm.world import env as world_env
 
 setup = runtime.setup(seed=0)
 use_course_style()
@@ -1890,11 +1898,14 @@ independent_codes = torch.multinomial(counts / counts.sum(), 100 * length, repla
 band = (length // 32, length // 8)  # frequency bins of periods 32 .. 8 samples
 wavenet_samples = {"independent codes": mu_law_decode(independent_codes.double(), levels)}
 wavenet_rows = [dict(model="independent codes", test_bits=independent_code_bits, NFE=0, reach=0)]
+wavenet_sample_ms = {}
 for label, model in wavenets.items():
     with torch.no_grad():
         test_bits = metrics.bits_per_dim(model.log_prob(codes_test), dims=length)
     with samplers.count_nfe() as nfe:
+        start = time.perf_counter()
         wavenet_samples[label] = mu_law_decode(model.sample(100, generator=torch.Generator().manual_seed(0)), levels)
+        wavenet_sample_ms[label] = 1000 * (time.perf_counter() - start) * 1000 / 100  # per 1,000 samples
     wavenet_rows.append(dict(model=label, test_bits=test_bits, NFE=nfe.count, reach=model.receptive_field,
                              params=sum(p.numel() for p in model.parameters()), train_s=trained[label][1].seconds))
 in_band = {label: metrics.band_power_fraction(signals, *band)
@@ -1982,14 +1993,290 @@ print("section 8 checks passed")
 # 5. A WaveNet with kernel size 3 and dilations 1, 2, 4, 8: how many past samples does each
 #    output see? Check your formula against section 8.5's gradient measurement.
 #
-# ## 9. Coming next: world models
+# ## 9. World models: from modelling data to modelling a world
 #
-# <!-- PART 2: world models -->
-# **World models** (to follow): JEPA, V-JEPA on a toy video, Transfusion, and an
-# action-conditioned next-frame model on a toy environment; with them the rest of the
-# autoregressive family (WaveNet on 1D signals, VAR, MAR) and the closing table of all six
-# families.
+# **The story.** Every model so far learns $p(x)$: what data look like. An agent needs more: what
+# happens next, and what happens *if I act*. A world model predicts the missing part of an
+# observation, or the next observation given the past and an action, and it can do so in two
+# spaces. In **latent space**, JEPA (Assran et al. 2023) predicts the *embedding* of a hidden part
+# of an image from the visible rest and never draws a pixel; in **pixel space**, Genie and Cosmos
+# (Bruce et al. 2024; NVIDIA 2025) predict the next video frame given the past frames and an
+# action, and roll forward on their own predictions. Both are the chain rule again, with time or
+# a mask deciding the order. This section builds one of each at toy scale; V-JEPA on video and
+# Transfusion's joint text-and-image model are the parts of this story still to be written.
 #
+# ### 9.1 JEPA: predict what is hidden, in embedding space
+#
+# Cut a digit into 16 patches of 2x2 pixels and hide one or two rectangular blocks of them. A
+# **context encoder** (a small transformer) reads the visible patches; a **target encoder** of
+# the same shape reads the whole image; a **predictor** must produce, at each hidden position,
+# the target encoder's embedding there. Pixels are never predicted, so the model need not spend
+# capacity on details it cannot know.
+#
+# The catch is in the same sentence: if both encoders map every image to one constant vector,
+# the prediction is perfect and the loss is exactly zero. I-JEPA avoids this **collapse** with an
+# asymmetry (as BYOL did, Grill et al. 2020): the target encoder gets no gradient, and its weights
+# are an exponential moving average (EMA) of the context encoder's,
+# $\bar\theta \leftarrow d\,\bar\theta + (1 - d)\,\theta$ with $d = 0.99$. The counter-example,
+# `SharedTargetJEPA`, uses the context encoder itself as the target, gradients flowing through
+# both sides. Both are course checkpoints trained with the same recipe (1,000 steps).
+#
+# How good is a representation that generates nothing? The standard test is a **linear probe**:
+# freeze the encoder, embed the digits (32 numbers each), and fit a logistic regression on the
+# labels, which JEPA never saw. With all 1,257 labels and with only 10 per class (the regime
+# where a representation matters most), next to a randomly initialised encoder of the same
+# architecture and to the raw pixels. Two collapse measures need no labels: the spread (the mean
+# standard deviation of the normalised embeddings, 0 for a constant encoder) and the effective
+# rank (the exponential of the entropy of the normalised singular values: 1 if all embeddings lie
+# on one line, 32 if they use every direction equally).
+#
+# **Predict.** Which of the two models will reach the *lower* training loss? And which will be
+# the better representation?
+
+# %%
+jepa_models = {}
+for label, checkpoint in (("JEPA (EMA target)", "jepa_ema"), ("shared target", "jepa_shared")):
+    jepa_models[label], history = checkpoints.load(checkpoint)
+    trained[label] = (jepa_models[label], history)
+runtime.seed_everything(0)
+jepa_models["random encoder"] = zoo.make("jepa", (1, 8, 8))  # the same architecture, untrained (torch seed 0)
+digit_labels = {split: data.digits(split).labels for split in ("train", "test")}
+# the collapse argument, checked: a constant encoder's predictions are exact, so its loss is zero
+constant = zoo.make("jepa_shared", (1, 8, 8))
+for parameter in constant.parameters():
+    torch.nn.init.zeros_(parameter)
+assert constant.loss(digits_train[:64], generator=torch.Generator().manual_seed(0)).item() == 0.0
+jepa_rows, jepa_features = [], {}
+for label, model in {**jepa_models, "raw pixels": None}.items():
+    with torch.no_grad():
+        features = {split: images.flatten(1) if model is None else model.embed(images)
+                    for split, images in (("train", digits_train), ("test", digits_test))}
+    jepa_features[label] = features["test"]
+    row = dict(model=label, probe_all=linear_probe(features["train"], digit_labels["train"], features["test"],
+                                                   digit_labels["test"]),
+               probe_10_per_class=few_label_probe(features["train"], digit_labels["train"], features["test"],
+                                                  digit_labels["test"], per_class=10))
+    if model is not None:
+        row.update(spread=embedding_std(features["test"]), effective_rank=effective_rank(features["test"]))
+    if label in trained:
+        row.update(final_loss=trained[label][1].losses["loss"][-1], train_s=trained[label][1].seconds)
+    jepa_rows.append(row)
+jepa = {row["model"]: row for row in jepa_rows}
+shown_rows = [{**row, **{key: f"{row[key]:.2g}" for key in ("final_loss", "spread") if key in row}} for row in jepa_rows]
+display(Markdown(markdown_table(shown_rows, ["model", "final_loss", "probe_all", "probe_10_per_class", "spread",
+                                             "effective_rank", "train_s"])))
+
+# %%
+fig_jepa, (ax_loss, ax_spectrum) = plt.subplots(1, 2, figsize=(14, 4.8))
+for label in ("JEPA (EMA target)", "shared target"):
+    losses = torch.tensor(trained[label][1].losses["loss"])
+    ax_loss.semilogy(moving_average(losses, 20), label=label, lw=2)
+ax_loss.set(xlabel="training step", ylabel="prediction loss (log scale)", title="the lower loss is the collapse")
+ax_loss.legend()
+for label in jepa_models:
+    s = torch.linalg.svdvals(jepa_features[label].double())  # as effective_rank: exp(entropy of s / sum s)
+    ax_spectrum.semilogy(range(1, len(s) + 1), s / s.sum(), "o-", label=label, lw=2, ms=5)
+ax_spectrum.set(xlabel="singular value rank", ylabel="share of the spectrum (log scale)",
+                title="how many directions the test embeddings use")
+ax_spectrum.legend()
+plt.tight_layout()
+check_readable(fig_jepa)
+plt.show()
+
+# %% [markdown]
+# *Figure: left, the two training losses (moving average over 20 steps); right, the singular
+# values of the 540 test embeddings, each as a share of their sum, largest first (the
+# distribution whose entropy gives the effective rank). Look at the shared-target model: its
+# loss falls by four orders of magnitude, and its embeddings put almost everything on one
+# direction. It has found the constant solution, up to tiny differences.* The EMA model's loss stays high, because what is hidden is genuinely uncertain,
+# and its embeddings spread over many directions.
+#
+# Read the table with care. The EMA JEPA beats the random encoder of the same architecture by
+# a wide margin, most clearly with 10 labels per class, so it learned something about digits
+# from images alone. The collapsed model's spread is a couple of hundred times smaller and its
+# effective rank close to 1, yet its probe is not at chance: the probe standardises every
+# feature, which blows the tiny leftover differences back up. Collapse is a matter of degree,
+# and a probe alone would hide it; the spread and the rank show it. And at this scale the raw
+# pixels beat every encoder: 64 pixels of a centred digit are already a good linear
+# representation. JEPA pays off where pixels are not one, on large images and video, where
+# predicting pixels would spend the model's capacity on texture and noise.
+#
+# ### 9.2 An action-conditioned world model
+#
+# A world the library defines in closed form (`unigm.world.env`): an 8x8 grid with an **agent**
+# (the blue 2x2 square) that the actions move (stay, up, down, left, right; walls stop it) and a
+# **ball** (orange) that moves diagonally and bounces off the walls whatever the agent does. One
+# frame shows where the ball is but not where it goes, so the model sees the last **two** frames
+# and the action, and outputs a Bernoulli probability for every pixel of the next frame (a
+# convolutional net with the action injected into every layer by FiLM, Perez et al. 2018). It is
+# trained on 15,000 transitions of random play (a course checkpoint), then **rolled out**: each
+# prediction becomes the newest context frame of the next step, with no access to the true
+# world, as Genie does with its frames.
+#
+# Two baselines tell what the model had to learn: **copy the last frame** (nothing moves), and
+# the same network trained identically but **blind to the action** (`action_blind=True`).
+#
+# **Predict.** Over five steps of rollout, which baseline gets the ball right and the agent
+# wrong? Which gets both wrong? Will the world model's errors grow with the horizon?
+
+# %%
+world_models = {}
+for label, checkpoint in (("world model", "world_model"), ("action-blind", "world_model_action_blind")):
+    world_models[label], history = checkpoints.load(checkpoint)
+    trained[label] = (world_models[label], history)
+horizon = 5
+episodes, episode_actions = world_env.rollouts(1000, world_env.CONTEXT + horizon - 1, torch.Generator().manual_seed(1))
+rollout_fns = {"world model": world_models["world model"].rollout,
+               "action-blind": world_models["action-blind"].rollout, "copy last frame": copy_last_frame}
+world_errors = {label: rollout_errors(fn, episodes, episode_actions, horizon) for label, fn in rollout_fns.items()}
+world_rows = [{"model": label, **{f"MSE k={k}": errors["mse"][k - 1].item() for k in (1, 3, 5)},
+               "agent px k=5": errors["agent"][-1].item(), "ball px k=5": errors["ball"][-1].item()}
+              for label, errors in world_errors.items()]
+display(Markdown(markdown_table([{key: f"{value:.2g}" if isinstance(value, float) else value for key, value in row.items()}
+                                 for row in world_rows], list(world_rows[0]))))
+
+# %%
+start = world_env.CONTEXT
+context, true_actions = episodes[:1, :start], episode_actions[:1, start - 1:start - 1 + horizon]
+strips = {"truth": episodes[0, start:start + horizon],
+          **{name: fn(context, true_actions)[0] for name, fn in rollout_fns.items()}}
+for action in ("right", "up"):  # the same start, other actions: the world model imagines other futures
+    other = torch.full((1, horizon), world_env.ACTIONS.index(action))
+    strips[f"world model, always {action}"] = world_models["world model"].rollout(context, other)[0]
+fig_world, axes = plt.subplots(len(strips), horizon + 1, figsize=(2.0 * (horizon + 1) + 3, 2.0 * len(strips)))
+for i, (label, frames) in enumerate(strips.items()):
+    for j, frame in enumerate([context[0, -1], *frames]):
+        axes[i, j].imshow(world_env.to_rgb(frame))
+        axes[i, j].set_xticks([])
+        axes[i, j].set_yticks([])
+        if i == 0:
+            axes[i, j].set_title("last context frame" if j == 0 else f"step {j}")
+    axes[i, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=13)
+plt.tight_layout()
+plt.show()
+
+# %%
+fig_rollout, ax = plt.subplots(figsize=(8, 4.5))
+for label, errors in world_errors.items():
+    ax.semilogy(range(1, horizon + 1), errors["mse"], "o-", lw=2, ms=7, label=label)
+ax.set(xlabel="rollout step k", ylabel="MSE per pixel (log scale)", title="error of a k-step rollout, 1,000 episodes")
+ax.set_xticks(range(1, horizon + 1))
+ax.legend()
+check_readable(fig_rollout)
+plt.show()
+
+# %% [markdown]
+# *Figures: above, one held-out episode: the last context frame, the true next five frames, the
+# rollouts of the three predictors under the true actions, and the world model's rollouts of two
+# other action sequences from the same start; below, the per-pixel error of a k-step rollout,
+# averaged over 1,000 held-out episodes. Look at the action-blind rows: the ball is right, the
+# agent is a smear over the places the agent might have gone, because without the action the
+# best prediction is an average.* Copying the last frame gets both objects wrong; the blind
+# model learned the ball's physics but cannot know the agent's move; the world model gets the
+# agent exactly and the ball nearly so, and its error grows with the horizon only slowly, as its
+# own small errors feed back. Given other actions, the same model imagines other futures, with
+# the ball unchanged: that is what makes it usable for planning (choose the actions whose
+# imagined future you like), the idea behind learning to act inside a world model.
+
+# %% tags=["checks"]
+# Section 9: what the tables and figures above must show (recorded values in checkpoints/*.json)
+ema, shared, untrained = jepa["JEPA (EMA target)"], jepa["shared target"], jepa["random encoder"]
+assert ema["probe_10_per_class"] > untrained["probe_10_per_class"] + 0.08, (ema, untrained)  # 0.602 vs 0.434
+assert ema["probe_all"] > untrained["probe_all"] + 0.04, (ema, untrained)  # 0.774 vs 0.689
+assert shared["spread"] < 0.05 * ema["spread"] and shared["effective_rank"] < 2 < 5 < ema["effective_rank"], (shared, ema)
+assert shared["final_loss"] < 0.01 * ema["final_loss"], (shared, ema)  # the lowest loss is the collapsed model
+mse5 = {label: errors["mse"][-1].item() for label, errors in world_errors.items()}
+assert mse5["world model"] < 0.2 * min(mse5["action-blind"], mse5["copy last frame"]), mse5  # 8.9e-4, 0.033, 0.059
+assert bool((world_errors["world model"]["mse"] < world_errors["action-blind"]["mse"]).all())
+assert world_errors["world model"]["agent"][-1] < 0.2 < world_errors["action-blind"]["agent"][-1]  # 0 px vs 1.6
+assert world_errors["action-blind"]["ball"][-1] < 0.2 * world_errors["copy last frame"]["ball"][-1]  # the ball: learned
+for figure in (fig_jepa, fig_rollout):
+    check_readable(figure)
+print("section 9 checks passed")
+
+# %% [markdown]
+# ### Check your understanding
+#
+# 1. Why does JEPA need an asymmetry between its two encoders, when a masked autoencoder
+#    predicting pixels does not?
+# 2. The collapsed JEPA reached the lowest loss. What does that say about judging a
+#    self-supervised model by its training loss?
+# 3. The world model sees two frames. What would go wrong, and for which object, with one?
+# 4. The action-blind model's agent is a smear. Would sampling each pixel from its Bernoulli
+#    (instead of showing the probabilities) fix that, or make it worse?
+#
+# %% [markdown]
+# ## 10. Six families side by side
+#
+# One row per family, every number measured in this run or recorded with its checkpoint. Three
+# columns compare directly: whether the model gives a likelihood, how many network evaluations
+# (NFE) one sample costs, and how long 1,000 samples take on this CPU. Quality is measured where
+# each model was trained, so it is stated with its own yardstick: $G$ on two moons (section 1),
+# bits per pixel next to independent pixels, the 5-step rollout error next to copying the last
+# frame, and the 10-labels-per-class probe next to a random encoder.
+#
+# **Predict.** Which family's sampling cost grows with the *size* of the data rather than with a
+# number of steps you choose?
+
+# %%
+def ms_per_1000(draw, n):
+    """Wall-clock milliseconds per 1,000 samples of draw(n), measured once here."""
+    start = time.perf_counter()
+    draw(n)
+    return 1000 * (time.perf_counter() - start) * 1000 / n
+
+
+gated = ar_models["gated PixelCNN"]
+world = world_models["world model"]
+family_rows = [
+    dict(family="VAE", model="vae", data="two moons", likelihood="bound (ELBO, IWAE)"),
+    dict(family="flow", model="flow_matching", data="two moons", likelihood="exact, through the ODE"),
+    dict(family="GAN", model="gan", data="two moons", likelihood="none (implicit)"),
+    dict(family="diffusion", model="ddpm", data="two moons", likelihood="through the PF-ODE"),
+]
+for row in family_rows:
+    r = hands_on[row["model"]]
+    row.update(NFE=r["NFE"], ms_per_1k=r["sample_ms_per_1k"], quality=f"G = {r['G']:.2f}")
+with samplers.count_nfe() as nfe:
+    gated_ms = ms_per_1000(lambda n: gated.sample(n, generator=torch.Generator().manual_seed(0)), 256)
+family_rows += [
+    dict(family="autoregressive", model="gated PixelCNN", data="binary digits", likelihood="exact, one pass",
+         NFE=nfe.count, ms_per_1k=gated_ms,
+         quality=f"{ar_bits['gated PixelCNN']:.3f} bits/px (independent {independent_bits:.3f})"),
+    dict(family="autoregressive", model="WaveNet, 6 layers", data="signals", likelihood="exact, one pass",
+         NFE=length, ms_per_1k=wavenet_sample_ms["WaveNet, 6 layers"],
+         quality=f"{wavenet_bits['WaveNet, 6 layers']:.2f} bits/sample (independent {independent_code_bits:.2f})"),
+    dict(family="world model", model="next frame (2 frames + action)", data="toy world",
+         likelihood="exact per frame", NFE=1,
+         ms_per_1k=ms_per_1000(lambda n: world.rollout(episodes[:n, :2], episode_actions[:n, 1:2]), 1000),
+         quality=f"5-step MSE {mse5['world model']:.1e} (copying {mse5['copy last frame']:.1e})"),
+    dict(family="world model", model="JEPA (embeddings)", data="digits", likelihood="none (no generator)",
+         NFE=1, ms_per_1k=ms_per_1000(lambda n: jepa_models["JEPA (EMA target)"].embed(digits_test[:n]), 540),
+         quality=f"probe {ema['probe_10_per_class']:.2f} (random encoder {untrained['probe_10_per_class']:.2f})"),
+]
+display(Markdown(markdown_table(family_rows, ["family", "model", "data", "likelihood", "NFE", "ms_per_1k", "quality"],
+                                digits=3)))
+
+# %% [markdown]
+# *Table: NFE is per sample (per frame for the world model, per image embedded for JEPA); the
+# milliseconds are for 1,000 samples drawn in one batch.* The one-step families (VAE, GAN, and
+# the world model per frame) are the fastest to sample; flows and diffusion pay for their quality
+# with tens to hundreds of evaluations, a number *you* choose (sections 5.4, 7.4, 7.5); the
+# autoregressive models pay one evaluation per element, a number the *data* choose: 64 for an
+# 8x8 image, 128 for the signal, and millions for a photograph, which is why VAR and MAR change
+# the order rather than the network. Exact likelihoods come from the flows and the
+# autoregressive models, a bound from the VAE, none from the GAN and from JEPA, which is not a
+# generator at all. No single row wins: each family buys one property with another.
+
+# %% tags=["checks"]
+# Section 10: the cost structure the table states
+nfe_of = {row["model"]: row["NFE"] for row in family_rows}
+assert nfe_of["vae"] == nfe_of["gan"] == 1 < nfe_of["flow_matching"] and nfe_of["ddpm"] > 1
+assert nfe_of["gated PixelCNN"] == 64 and nfe_of["WaveNet, 6 layers"] == length  # one per element of the data
+assert all(row["ms_per_1k"] > 0 for row in family_rows)
+print("section 10 checks passed")
+
+# %% [markdown]
 # What this run cost:
 
 # %%
@@ -2030,8 +2317,15 @@ print(f"{len(trained)} models trained in {total_train_s:.0f} s of training in to
 #   alone leave a blind spot. A prior over an autoencoder's discrete codes is what turns a VQ or
 #   FSQ autoencoder into a generator. On signals, dilations double the reach per layer, and reach
 #   is measurable in bits and in the spectrum of the samples.
-# - **Next:** part 2b of this lecture takes the world models and the rest of the autoregressive family;
-#   lecture 02 proves the equivalences promised in section 2.
+# - **World models predict what is hidden or what comes next.** JEPA predicts embeddings, not
+#   pixels, and needs an asymmetry (a stop-gradient and an EMA target) because the constant
+#   encoder is a perfect predictor: its collapse shows in the spread and rank of the embeddings,
+#   not in its loss. A next-frame model conditioned on actions, rolled out on its own
+#   predictions, beats both copying and an action-blind twin, and imagines other futures for
+#   other actions.
+# - **Six families, six prices** (section 10): one step or many, a likelihood exact, bounded or
+#   absent, a cost set by the sampler or by the size of the data.
+# - **Next:** lecture 02 proves the equivalences promised in section 2.
 #
 # ## References
 #
@@ -2047,8 +2341,10 @@ print(f"{len(trained)} models trained in {total_train_s:.0f} s of training in to
 # - Dinh, Sohl-Dickstein & Bengio (2017). Density estimation using Real NVP. arXiv:1605.08803.
 # - Du & Mordatch (2019). Implicit Generation and Generalization in Energy-Based Models. arXiv:1903.08689.
 # - Esser, Rombach & Ommer (2021). Taming Transformers for High-Resolution Image Synthesis. arXiv:2012.09841.
+# - Garrido, Balestriero, Najman & LeCun (2023). RankMe: Assessing the Downstream Performance of Pretrained Self-Supervised Representations by Their Rank. arXiv:2210.02885.
 # - Goodfellow et al. (2014). Generative Adversarial Networks. arXiv:1406.2661.
 # - Grathwohl, Chen, Bettencourt, Sutskever & Duvenaud (2019). FFJORD: Free-form Continuous Dynamics for Scalable Reversible Generative Models. arXiv:1810.01367.
+# - Grill et al. (2020). Bootstrap Your Own Latent: A New Approach to Self-Supervised Learning. arXiv:2006.07733.
 # - Gulrajani, Ahmed, Arjovsky, Dumoulin & Courville (2017). Improved Training of Wasserstein GANs. arXiv:1704.00028.
 # - Higgins et al. (2017). beta-VAE: Learning Basic Visual Concepts with a Constrained Variational Framework. ICLR 2017 (no arXiv version; openreview.net/forum?id=Sy2fzU9gl).
 # - Ho, Jain & Abbeel (2020). Denoising Diffusion Probabilistic Models. arXiv:2006.11239.
@@ -2064,8 +2360,10 @@ print(f"{len(trained)} models trained in {total_train_s:.0f} s of training in to
 # - Mescheder, Geiger & Nowozin (2018). Which Training Methods for GANs do actually Converge? arXiv:1801.04406.
 # - Metz, Poole, Pfau & Sohl-Dickstein (2017). Unrolled Generative Adversarial Networks. arXiv:1611.02163.
 # - Miyato, Kataoka, Koyama & Yoshida (2018). Spectral Normalization for Generative Adversarial Networks. arXiv:1802.05957.
+# - NVIDIA (2025). Cosmos World Foundation Model Platform for Physical AI. arXiv:2501.03575.
 # - Nichol & Dhariwal (2021). Improved Denoising Diffusion Probabilistic Models. arXiv:2102.09672.
 # - Nowozin, Cseke & Tomioka (2016). f-GAN: Training Generative Neural Samplers using Variational Divergence Minimization. arXiv:1606.00709.
+# - Perez, Strub, de Vries, Dumoulin & Courville (2018). FiLM: Visual Reasoning with a General Conditioning Layer. arXiv:1709.07871.
 # - Pooladian, Ben-Hamu, Domingo-Enrich, Amos, Lipman & Chen (2023). Multisample Flow Matching: Straightening Flows with Minibatch Couplings. arXiv:2304.14772.
 # - Ramesh et al. (2021). Zero-Shot Text-to-Image Generation. arXiv:2102.12092.
 # - Rombach, Blattmann, Lorenz, Esser & Ommer (2022). High-Resolution Image Synthesis with Latent Diffusion Models. arXiv:2112.10752.
