@@ -19,6 +19,10 @@ PARADIGM = {"vae": LikelihoodBased, "gan": Implicit, "flow_matching": FlowBased,
 IMAGE_ONLY = {"pixelcnn": (1, 8, 8), "gated_pixelcnn": (1, 8, 8), "pixel_transformer": (1, 8, 8)}  # one channel
 IMAGE_ONLY["next_frame"] = (2, 8, 8)  # models frames (C, H, W), here those of unigm.world.env
 IMAGE_ONLY.update(jepa=(1, 8, 8), jepa_shared=(1, 8, 8))  # patches of images (C, H, W)
+IMAGE_ONLY["mar"] = (1, 8, 8)  # 2x2-patch tokens of images (C, H, W)
+IMAGE_ONLY["vjepa"] = (4, 2, 8, 8)  # tubelets of clips (T, C, H, W) of unigm.world.env
+IMAGE_ONLY["transfusion"] = (1, 8, 8)  # 2x2 patches of captioned digits (C, H, W)
+IMAGE_ONLY["var"] = (1, 8, 8)  # square one-channel images: multi-scale token maps
 
 
 def test_zoo_lists_and_builds_every_model():
