@@ -2259,9 +2259,9 @@ display(Markdown(markdown_table(family_rows, ["family", "model", "data", "likeli
 
 # %% [markdown]
 # *Table: NFE is per sample (per frame for the world model, per image embedded for JEPA); the
-# milliseconds are for 1,000 samples drawn in one batch.* The one-step families (VAE, GAN, and
-# the world model per frame) are the fastest to sample; flows and diffusion pay for their quality
-# with tens to hundreds of evaluations, a number *you* choose (sections 5.4, 7.4, 7.5); the
+# milliseconds are for 1,000 samples drawn in one batch.* The one-step generators (VAE, GAN) are
+# the fastest to sample; flows and diffusion pay for their quality with tens to a thousand
+# evaluations, a number *you* choose (sections 5.4, 7.4, 7.5); the
 # autoregressive models pay one evaluation per element, a number the *data* choose: 64 for an
 # 8x8 image, 128 for the signal, and millions for a photograph, which is why VAR and MAR change
 # the order rather than the network. Exact likelihoods come from the flows and the
