@@ -438,7 +438,8 @@ SPECS: dict[str, Spec] = {spec.name: spec for spec in [
     Spec("jepa_shared", "jepa_shared", "digits", {}, steps=1000, lr=3e-3, measure=representation_metrics),
     # VAR (unigm.autoregressive.var): next-scale prediction over token maps 1x1, 2x2, 3x3, 4x4 (FSQ levels 5,5,5
     # per scale), one fit: 1,000 tokenizer steps, then 1,500 transformer steps; batch 64, lr 2e-3, seed 0; 153-165 s
-    # on one busy CPU thread. Measured (1,000 samples, seed 0): FD 8.98 (data floor 4.54; the FSQ two-stage
+    # on one busy CPU thread. Measured with one thread (1,000 samples, seed 0; the checkpoint, made with two threads,
+    # records FD 7.44: the thread count changes the float sums and so the run): FD 8.98 (data floor 4.54; the FSQ two-stage
     # model 5.0, latent diffusion 5.6, independent FSQ codes 14.5), precision 0.875, recall 0.967, coverage 0.978,
     # 1-NN 0.753 (floor 0.647), 10 classes; NFE 4; tokenizer test MSE 0.0068 per pixel; codes used per scale
     # 9, 27, 47, 25 of 125; token NLL 50.3 nats test, 46.8 train. Batch 128, 1,500 + 1,500 steps, dropout 0.2:
