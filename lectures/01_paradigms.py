@@ -1964,8 +1964,8 @@ plt.show()
 # decoder reads the sum of all scales. A transformer then predicts every token of scale $k$ at
 # once, given all coarser scales: attention is full within a scale and to coarser ones, and
 # blocked to finer ones, so
-# $p(\text{tokens}) = \prod_k p(r_k \mid r_1, \dots, r_{k-1})$: exact, and four network
-# evaluations per image whatever its size. (The paper uses one shared VQ codebook and scales up to
+# $p(\text{tokens}) = \prod_k p(r_k \mid r_1, \dots, r_{k-1})$: exact, and four transformer
+# evaluations per image (plus one pass of the decoder) whatever its size. (The paper uses one shared VQ codebook and scales up to
 # 16x16; here each scale is quantised by FSQ, which cannot collapse, and the finest map is 4x4.)
 #
 # **MAR** (Li et al. 2024) changes two things: the order is **random**, and the tokens stay
@@ -1979,8 +1979,8 @@ plt.show()
 #
 # Both are course checkpoints, scored like the two-stage model of 8.4 on 1,000 samples.
 #
-# **Predict.** VAR takes 4 network evaluations and MAR 8 big plus 800 small ones; PixelCNN took
-# 64. Which will be closest to the data floor?
+# **Predict.** VAR takes 4 transformer evaluations and a decoder pass, MAR 8 big plus 800 small
+# ones; PixelCNN took 64. Which will be closest to the data floor?
 
 # %%
 var_model, var_history = checkpoints.load("var")
@@ -2048,7 +2048,7 @@ assert deep < shallow - 0.15 and shallow < independent_code_bits - 2, wavenet_bi
 assert all(row["NFE"] == length for row in wavenet_rows[1:])
 assert in_band["WaveNet, 6 layers"] > in_band["WaveNet, 2 layers"] + 0.05, in_band  # measured 0.95 vs 0.84
 assert in_band["WaveNet, 6 layers"] > in_band["data"] - 0.05, in_band  # data 0.97
-assert order_nfe["VAR (next scale)"] == var_model.num_scales == 4  # one evaluation per scale
+assert order_nfe["VAR (next scale)"] == var_model.num_scales + 1 == 5  # one evaluation per scale, one decoder pass
 assert order_nfe["MAR (random order)"] == sum(mar_model.nfe().values())  # K transformer + K x head steps
 assert var_q.model.frechet_distance < 2.5 * var_q.floor.frechet_distance and var_q.model.classes_covered == 10  # 8.98 vs 4.54
 assert mar_q.model.classes_covered == 10 and mar_q.model.frechet_distance < 45, mar_q.model  # 35.2: under-trained
