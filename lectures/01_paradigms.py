@@ -2017,8 +2017,8 @@ plt.show()
 # *Figure: twelve samples of each model; the titles give the Fréchet distance of 1,000 samples
 # and the data floor. Look at the MAR samples: strokes are there, but blotchy, because each patch
 # is drawn by its own small diffusion head and neighbouring patches of one round are drawn
-# independently given the transformer's vectors.* VAR comes within about twice the floor in four
-# evaluations, close to the two-stage model of 8.4 that needs twelve; coarse-to-fine is a natural
+# independently given the transformer's vectors.* VAR comes within twice the floor in four
+# transformer evaluations, behind the two-stage model of 8.4 (twelve); coarse-to-fine is a natural
 # order for images, and every step refines the whole picture. MAR, at this training budget (1,500
 # steps), is the weakest of the three, though it covers every class; more rounds $K$ help
 # (recorded above) but most of the gain is reached by $K = 4$. The paper's MAR shines at a scale
@@ -2348,8 +2348,9 @@ fig_transfusion = image_rows({f'"{word}"': written[captions == k][:12] for k, wo
 plt.show()
 
 # %% [markdown]
-# *Figure: twelve digits drawn for each caption. Look at "one" and "nine", the two captions the
-# judge disagrees with most: thin strokes that the judge may read as another digit.* One set of
+# *Figure: twelve digits drawn for each caption. Look at the captions the judge disagrees with
+# most (printed above): their digits are recognisable to us but blotchy, thick strokes that a
+# small classifier can read as another digit.* One set of
 # weights both writes and reads: text and pixels live in one sequence, each with the loss that
 # suits it. The same recipe, with a large language model and an image autoencoder's latents in
 # place of pixels, is how recent models generate text and images in one network.
