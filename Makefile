@@ -35,8 +35,9 @@ test: $(INSTALLED)  ## library tests, then every lecture executed with nbval (qu
 course: $(INSTALLED)  ## execute every lecture headless into build/executed (+ HTML, build/timings.json)
 	$(PY) -m unigm.course.cli course --out build
 
-bench: $(INSTALLED)  ## train the zoo on the 2D datasets -> build/bench.json, build/bench.md
+bench: $(INSTALLED)  ## train the zoo on the 2D datasets -> build/bench.json, build/bench.md; time the fast samplers -> build/bench_samplers.json
 	$(PY) -m unigm.bench --out build --readme README.md
+	$(PY) -m unigm.bench samplers --out build
 
 checkpoints: $(INSTALLED)  ## train the image models lectures load -> checkpoints/ (safetensors, provenance, manifest)
 	$(PY) -m unigm.course.checkpoints make

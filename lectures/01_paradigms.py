@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 01 Paradigms: experience, intuition, and the families (VAEs, flows, GANs, diffusion, autoregressive, world models)
 #
-# *Reading time 95 min, run time 7 to 9 min on a 2-core laptop CPU (quick profile), most of it training.*
+# *Reading time 95 min, run time 6.5 to 8 min on a 2-core laptop CPU (quick profile), most of it training.*
 #
 # **Learning goals.** After this notebook you can
 # 1. **generate** with each of the four paradigms (a VAE decoder, a GAN generator, a flow's ODE,
@@ -73,7 +73,7 @@ from unigm.data import GaussianMixture
 from unigm.diffusion import ConsistencyDistillation, ConsistencyModel
 from unigm.flows import AffineCoupling, OTFlowMatching, straightness
 from unigm.gan.r3gan import pairing_loss
-from unigm.train import Job, fit, train_many
+from unigm.train import Job, TrainingQueue, fit
 from unigm.vae import VQVAE, code_perplexity
 from unigm.world import (copy_last_frame, effective_rank, embedding_std, few_label_probe, linear_probe,
                          rollout_errors)
@@ -83,19 +83,43 @@ from unigm.world.transfusion import WORDS
 setup = runtime.setup(seed=0)
 use_course_style()
 moons = data.toy("two_moons")
-moons_ref = metrics.reference(moons)
 gaussians = data.toy("eight_gaussians")
-gaussians_ref = metrics.reference(gaussians)
 setup
 
+# %% [markdown]
+# **What this lecture trains.** Sections 1 to 7 train 35 small models on 2D data with their zoo
+# recipes. They are all queued here, in the order the sections need them: two worker processes (one
+# per core, one thread each) train through the list while this notebook reads, measures and plots,
+# and each section collects its models with `train(...)`, waiting only for those not finished yet.
+# Each list is explained where it is used; the jobs only have to exist before training can start.
+
 # %% tags=["helpers"]
+hands_on_jobs = [Job("vae", moons), Job("gan", moons), Job("flow_matching", moons), Job("ddpm", moons)]  # section 1
+betas = [0.25, 0.5, 1.0, 1.5]  # section 4.2: a beta-VAE for each
+beta_vae_jobs = [Job("beta_vae", moons, steps=runtime.by_profile(1000, 4000), config=dict(beta=beta, kl_warmup_steps=300),
+                     label=f"beta_vae {beta}") for beta in betas]
+flow_jobs = [Job("realnvp", moons), Job("ot_flow_matching", moons), Job("cnf", moons), Job("cnf_hutchinson", moons)]
+gan_variants = [("gan", {}), ("minimax_gan", {}), ("wgan_clip", {}), ("wgan_gp", {}), ("wgan_sn", {})]  # section 6.1
+gan_variants += [("f_gan", dict(divergence=d)) for d in ("kl", "reverse_kl", "jensen_shannon", "pearson", "total_variation")]
+gan_variants += [("stylegan", {}), ("r3gan", {})]
+gan_jobs = [Job(name, gaussians, config=config, label=name if not config else f"{name} ({config['divergence']})")
+            for name, config in gan_variants]
+narrow = GaussianMixture("eight_gaussians_narrow", gaussians.means, std=0.02)  # section 6.2: narrow modes
+collapse_jobs = [Job("gan", narrow, config=dict(r1_gamma=0.0), label="non-saturating, no penalty"),
+                 Job("minimax_gan", narrow, label="minimax, no penalty"),
+                 Job("gan", narrow, label="non-saturating + R1"),
+                 Job("r3gan", narrow, label="R3GAN (R1 + R2)")]
+diffusion_jobs = [Job("ddpm_x0", moons, config={"precondition": False}, label="ddpm_x0 (plain)"), Job("ddpm_v", moons),
+                  Job("score_sde_vp", moons), Job("score_sde_ve", moons), Job("consistency_training", moons)]  # section 7
+training = TrainingQueue(hands_on_jobs + beta_vae_jobs + flow_jobs + gan_jobs + collapse_jobs + diffusion_jobs)
+moons_ref, gaussians_ref = metrics.reference(moons), metrics.reference(gaussians)  # held-out sets, W2 floors
 trained = {}  # title -> (model, history) of every model this lecture trains, filled as we go
 
 
 def train(*jobs):
-    """Train zoo models with their recipes (2D unless a job names another task), two at a time on two
-    cores (train_many: one process per core), remember them by title; returns the models in order."""
-    results = train_many(jobs)
+    """The trained models of these jobs, in order, from the training queue (a job not queued is trained
+    now, in a worker); remembers each (model, history) by title."""
+    results = training.collect(*jobs)
     for job, (model, history) in zip(jobs, results):
         key = job.title
         trained[key if key not in trained else f"{key} ({job.dist.name})"] = (model, history)  # a second "gan" keeps both
@@ -129,12 +153,16 @@ def histories(*titles):
 #   little fresh noise.
 #
 # One model per paradigm, trained on two moons with its zoo recipe: the same `fit` call as in
-# lecture 00, run by `train_many` in two processes at once. Models this small spend their time in
-# per-operation overhead rather than arithmetic, so two one-thread processes train two models
+# lecture 00, run by the training queue's two worker processes. Models this small spend their time
+# in per-operation overhead rather than arithmetic, so two one-thread processes train two models
 # faster than one process with two threads.
 
 # %%
-vae, gan, fm, ddpm = train(Job("vae", moons), Job("gan", moons), Job("flow_matching", moons), Job("ddpm", moons))
+vae, gan, fm, ddpm = train(*hands_on_jobs)
+# section 7.5 distils this DDPM into a one-step student; queue that training now, behind the others
+distillation = Job("consistency_distillation", moons, steps=runtime.by_profile(quick=2000, full=8000),
+                   teacher=(Job("ddpm", moons), ddpm.state_dict()), label="consistency distillation (teacher: ddpm)")
+training.submit(distillation, first=True)  # ahead of the jobs still waiting
 for name in ("vae", "gan", "flow_matching", "ddpm"):
     print(f"{name:>14}: {trained[name][1].steps} steps in {trained[name][1].seconds:.1f} s")
 
@@ -448,10 +476,8 @@ plt.show()
 # change linear in $\beta$?
 
 # %%
-betas = [0.25, 0.5, 1.0, 1.5]
 rd_rows = []
-beta_vaes = train(*[Job("beta_vae", moons, steps=runtime.by_profile(1000, 4000), config=dict(beta=beta, kl_warmup_steps=300),
-                        label=f"beta_vae {beta}") for beta in betas])
+beta_vaes = train(*beta_vae_jobs)  # beta in betas = [0.25, 0.5, 1.0, 1.5], 1,000 steps each, KL warm-up 300
 for beta, model in zip(betas, beta_vaes):
     history = trained[f"beta_vae {beta}"][1]
     torch.manual_seed(0)
@@ -722,8 +748,7 @@ show_source(AffineCoupling)
 # %%
 # the flow family's four trainings run here, two at a time, the longest first (measured: 27, 24, 18 and
 # 12 s); sections 5.2 and 5.3 use the others
-realnvp, ot_fm, cnf, cnf_hutchinson = train(Job("realnvp", moons), Job("ot_flow_matching", moons), Job("cnf", moons),
-                                            Job("cnf_hutchinson", moons))
+realnvp, ot_fm, cnf, cnf_hutchinson = train(*flow_jobs)
 realnvp_history = trained["realnvp"][1]
 x = moons_ref.test[:500]
 with torch.no_grad():
@@ -982,11 +1007,7 @@ show_source(pairing_loss)
 # two will put more of its samples close to a mode?
 
 # %%
-gan_variants = [("gan", {}), ("minimax_gan", {}), ("wgan_clip", {}), ("wgan_gp", {}), ("wgan_sn", {})]
-gan_variants += [("f_gan", dict(divergence=d)) for d in ("kl", "reverse_kl", "jensen_shannon", "pearson", "total_variation")]
-gan_variants += [("stylegan", {}), ("r3gan", {})]
-gan_jobs = [Job(name, gaussians, config=config, label=name if not config else f"{name} ({config['divergence']})")
-            for name, config in gan_variants]
+print([job.title for job in gan_jobs])  # the twelve variants (the jobs were queued at the top)
 gan_rows, gan_histories = [], {}
 for job, model in zip(gan_jobs, train(*gan_jobs)):
     label, history = job.title, trained[job.title][1]
@@ -1051,12 +1072,7 @@ print(f"high-quality fraction: reverse KL {by_label['f_gan (reverse_kl)']['high_
 # alone bring all the modes back?
 
 # %%
-narrow = GaussianMixture("eight_gaussians_narrow", gaussians.means, std=0.02)
-n_samples = 2000
-collapse_jobs = [Job("gan", narrow, config=dict(r1_gamma=0.0), label="non-saturating, no penalty"),
-                 Job("minimax_gan", narrow, label="minimax, no penalty"),
-                 Job("gan", narrow, label="non-saturating + R1"),
-                 Job("r3gan", narrow, label="R3GAN (R1 + R2)")]
+n_samples = 2000  # narrow: 8 gaussians of std 0.02; collapse_jobs: the four GANs above (queued at the top)
 collapse_rows, collapse_histories = [], {}
 for job, model in zip(collapse_jobs, train(*collapse_jobs)):
     label, history = job.title, trained[job.title][1]
@@ -1250,12 +1266,10 @@ show_source(zoo.model_class("ddpm").loss)
 # samples (1,000 ancestral steps) be equally good?
 
 # %%
-distillation = Job("consistency_distillation", moons, steps=runtime.by_profile(quick=2000, full=8000),
-                   teacher=(Job("ddpm", moons), ddpm.state_dict()), label="consistency distillation (teacher: ddpm)")
-ddpm_x0, ddpm_v, sde_vp, sde_ve, consistency_trained, student = train(
-    Job("ddpm_x0", moons, config={"precondition": False}, label="ddpm_x0 (plain)"), Job("ddpm_v", moons),
-    Job("score_sde_vp", moons), Job("score_sde_ve", moons),
-    Job("consistency_training", moons), distillation)  # the last two are for section 7.5
+# ddpm_x0 (no preconditioning), ddpm_v, score SDEs (VP, VE), and for section 7.5 consistency training and the
+# distilled student (queued in section 1, once its teacher was trained)
+ddpm_x0, ddpm_v, sde_vp, sde_ve, consistency_trained, student = train(*diffusion_jobs, distillation)
+training.close()  # every queued training is collected: this process gets its two threads back
 target_models = {"epsilon": ddpm, "x0": ddpm_x0, "v": ddpm_v}
 title_of = {"epsilon": "ddpm", "x0": "ddpm_x0 (plain)", "v": "ddpm_v"}
 target_rows, target_samples, ddim_samples = [], {}, {}

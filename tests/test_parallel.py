@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from unigm import data
-from unigm.train import Job, train_job, train_many
+from unigm.train import Job, TrainingQueue, train_job, train_many
 
 MOONS = data.toy("two_moons")
 JOBS = [Job("gan", MOONS, steps=15), Job("flow_matching", MOONS, steps=20, seed=3),
@@ -88,3 +88,48 @@ def test_evaluate_runs_where_each_job_trained_and_matches_the_same_evaluation_he
         assert final_loss_and_pid(job, model, None)[1] == loss  # on the same weights as the model returned
     (_, _, (_, here_loss, pid)), = train_many(jobs[:1], workers=1, progress=False, evaluate=final_loss_and_pid)
     assert pid == os.getpid() and abs(here_loss - results[0][2][1]) < 1e-3  # in process (2 threads vs 1)
+
+
+def test_a_training_queue_gives_the_models_train_many_gives_and_trains_unqueued_jobs_on_collect():
+    """TrainingQueue: jobs start at once; collect() returns, in the order asked, exactly what train_many
+    returns for the same jobs; a job never queued is trained when collected; close() restores threads."""
+    reference = train_many(JOBS, workers=2, progress=False)
+    threads = torch.get_num_threads()
+    queue = TrainingQueue(JOBS[:3], workers=2)
+    assert torch.get_num_threads() == 1  # this process yields the cores to the workers while jobs run
+    late, *early = queue.collect(JOBS[3], JOBS[1], JOBS[0], progress=False)  # JOBS[3] was never queued
+    (last,) = queue.collect(JOBS[2], progress=False)
+    queue.close()
+    assert torch.get_num_threads() == threads
+    for (model, history), (expected, expected_history) in zip([early[1], early[0], last, late], reference):
+        assert same_weights(model, expected) and history.losses == expected_history.losses
+
+
+def test_a_training_queue_refuses_ambiguous_or_changed_jobs():
+    with pytest.raises(ValueError, match="distinct titles"):
+        TrainingQueue([Job("gan", MOONS, steps=2), Job("gan", MOONS, steps=3)], workers=1)
+    with TrainingQueue([Job("gan", MOONS, steps=2), Job("gan", data.toy("eight_gaussians"), steps=2)], workers=1) as queue:
+        with pytest.raises(ValueError, match="differs from the one queued"):  # same title and data, other steps
+            queue.collect(Job("gan", MOONS, steps=3))
+        queue.collect(Job("gan", MOONS, steps=2), progress=False)
+        with pytest.raises(ValueError, match="already collected"):
+            queue.collect(Job("gan", MOONS, steps=2))
+    with pytest.raises(TypeError, match="Job"):
+        TrainingQueue(["gan"])
+
+
+def test_a_training_queue_hands_the_workers_what_is_needed_first():
+    """Only `workers` jobs are handed out at a time; a job submitted first=True, or asked for by collect,
+    jumps the jobs still waiting."""
+    jobs = [Job("vae", MOONS, steps=5 + i, label=f"vae {i}") for i in range(6)]
+    with TrainingQueue(jobs[:4], workers=2) as queue:
+        assert [job.title for job, _ in queue._waiting] == ["vae 2", "vae 3"]  # two running, two waiting
+        queue.submit(jobs[4], first=True)
+        queue.submit(jobs[5])
+        order = ["vae 4", "vae 2", "vae 3", "vae 5"]  # handed out from the front as workers free up
+        waiting = [job.title for job, _ in queue._waiting]
+        assert waiting == order[len(order) - len(waiting):], waiting
+        (model, history), = queue.collect(jobs[5], progress=False)
+        assert history.steps == 10
+        results = queue.collect(*jobs[:5], progress=False)
+        assert [h.steps for _, h in results] == [5, 6, 7, 8, 9]

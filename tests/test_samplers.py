@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from unigm import samplers
+from unigm import paths, samplers, schedules
+from unigm.densities import GaussianMixtureOnPath
 
 
 def linear_field(a):
@@ -132,3 +133,112 @@ def test_standard_normal_log_prob_matches_torch():
     x = torch.randn(5, 1, 3, 3)
     expected = torch.distributions.Normal(0.0, 1.0).log_prob(x).reshape(5, -1).sum(1)
     torch.testing.assert_close(samplers.standard_normal_log_prob(x), expected)
+
+
+# -- global orders on an exact problem: Gaussian data carried along the VP path -----------------------------
+MU, S, T_END = torch.tensor([1.0, -0.5], dtype=torch.float64), 0.5, 1e-2
+X1 = torch.tensor([[0.3, -1.2], [-1.5, 0.8], [2.0, 1.0]], dtype=torch.float64)  # (B, D) starting points at t = 1
+GAUSSIAN = GaussianMixtureOnPath(MU[None], S, paths.vp_path())  # one component: p_0 = N(MU, S^2 I)
+
+
+def flow_map(x1, t):
+    """The PF-ODE of data N(mu, s^2 I) on the VP path, carried from time 1 to t, in closed form.
+    p_t = N(alpha_t mu, v_t I) with v_t = alpha_t^2 s^2 + sigma_t^2 = alpha_bar s^2 + 1 - alpha_bar, and the
+    PF-ODE velocity alpha' x / alpha + (alpha' sigma^2 / alpha - (sigma^2)' / 2) score, score = -(x - alpha mu) / v,
+    simplifies (using v' = 2 alpha alpha' s^2 + (sigma^2)') to
+        dx/dt = alpha'_t mu + v'_t / (2 v_t) (x - alpha_t mu).
+    So y = x - alpha_t mu obeys y' = (v' / 2v) y, i.e. y_t = sqrt(v_t / v_1) y_1: an affine map,
+        x_t = alpha_t mu + sqrt(v_t / v_1) (x_1 - alpha_1 mu)."""
+    alpha_bar = schedules.alpha_bar_vp_linear(torch.as_tensor(t, dtype=torch.float64))
+    alpha_bar_1 = schedules.alpha_bar_vp_linear(torch.tensor(1.0, dtype=torch.float64))
+    v_t, v_1 = alpha_bar * S**2 + 1 - alpha_bar, alpha_bar_1 * S**2 + 1 - alpha_bar_1
+    return alpha_bar.sqrt() * MU + (v_t / v_1).sqrt() * (x1 - alpha_bar_1.sqrt() * MU)
+
+
+def exact_eps(x, t):
+    """E[eps | x_t = x] = -sigma_t grad log p_t(x), exact for the Gaussian."""
+    return GAUSSIAN.path.eps_from_score(GAUSSIAN.score(x, t), t)
+
+
+def solve_gaussian_pf_ode(solver, steps, **options):
+    """x at T_END from X1 with `steps` equal steps in t; the eps-solvers see exact eps, the others dx/dt."""
+    if solver in (samplers.ddim, samplers.dpm_solver2):
+        return solver(exact_eps, X1, steps, schedules.alpha_bar_vp_linear, t_end=T_END, **options)
+    return solver(GAUSSIAN.velocity, X1, steps, t_end=T_END, **options)
+
+
+def test_the_gaussian_flow_map_solves_the_probability_flow_ode():
+    """The closed form starts at x_1 and its time derivative (autograd) is the exact PF-ODE velocity."""
+    torch.testing.assert_close(flow_map(X1, 1.0), X1, atol=1e-14, rtol=0)
+    for t in (0.01, 0.1, 0.5, 0.9):
+        t = torch.tensor(t, dtype=torch.float64)
+        dx_dt = torch.autograd.functional.jacobian(lambda time: flow_map(X1, time), t)  # (B, D)
+        torch.testing.assert_close(dx_dt, GAUSSIAN.velocity(flow_map(X1, t), t), atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("solver, order", [(samplers.euler, 1), (samplers.ddim, 1), (samplers.heun, 2),
+                                           (samplers.dpm_solver2, 2), (samplers.rk4, 4)],
+                         ids=["euler", "ddim", "heun", "dpm_solver2", "rk4"])
+def test_every_ode_solver_reaches_its_global_order_on_the_gaussian_pf_ode(solver, order):
+    """Max error at T_END against the closed-form flow map, for 16, 32, 64 steps (past the large-step
+    regime, RK4 still far above round-off): the least-squares slope of log error vs log step is the order."""
+    steps = [16, 32, 64]
+    exact = flow_map(X1, T_END)
+    errors = [(solve_gaussian_pf_ode(solver, n) - exact).norm(dim=1).max().item() for n in steps]
+    assert samplers.measured_order(errors, steps) == pytest.approx(order, abs=0.3), errors
+
+
+def test_dpm_solver2_is_second_order_for_any_intermediate_point():
+    """r = 1 puts the extra evaluation at the end of the step (the appendix's general form); a step that
+    uses eps(u, t_r) alone, right only for r = 1/2, would fall back to first order here."""
+    steps = [16, 32, 64]
+    exact = flow_map(X1, T_END)
+    errors = [(solve_gaussian_pf_ode(samplers.dpm_solver2, n, r=1.0) - exact).norm(dim=1).max().item() for n in steps]
+    assert samplers.measured_order(errors, steps) == pytest.approx(2, abs=0.3), errors
+
+
+def test_dpm_solver2_beats_ddim_at_the_same_nfe_on_the_gaussian():
+    """At 128 evaluations (64 DPM-Solver-2 steps, 128 DDIM steps) the second-order solver's error is
+    several times smaller; the gap grows like the number of steps (orders 2 vs 1)."""
+    exact = flow_map(X1, T_END)
+    error_dpm = (solve_gaussian_pf_ode(samplers.dpm_solver2, 64) - exact).norm(dim=1).max().item()
+    error_ddim = (solve_gaussian_pf_ode(samplers.ddim, 128) - exact).norm(dim=1).max().item()
+    assert error_dpm < error_ddim / 5, (error_dpm, error_ddim)
+
+
+def test_dpm_solver2_inverts_lambda_and_rejects_bad_input():
+    alpha_bar = schedules.alpha_bar_vp_linear
+    # t_of_lambda inverts lambda = log(alpha / sigma), i.e. alpha_bar = sigmoid(2 lambda): the closed-form inverse
+    lam = torch.tensor([-4.9, -1.0, 0.0, 0.7, 3.4], dtype=torch.float64)
+    exact_t = schedules.t_of_alpha_bar_vp_linear(torch.sigmoid(2 * lam))
+    torch.testing.assert_close(samplers.t_of_lambda(lam, alpha_bar, 1e-3, 1.0), exact_t, atol=1e-12, rtol=0)
+    torch.testing.assert_close(samplers.lambda_of_t(exact_t, alpha_bar), lam, atol=1e-10, rtol=0)
+    # two network evaluations a step; the sampler is its one-step function chained
+    traj, network = [], LinearField(0.3).double()
+    with samplers.count_nfe() as nfe:
+        x = samplers.dpm_solver2(network, X1, 3, alpha_bar, trajectory=traj)
+    assert nfe.count == 6 and len(traj) == 4
+    chained = X1
+    for t, s in zip(samplers.time_grid(3, 1.0, 1e-3)[:-1], samplers.time_grid(3, 1.0, 1e-3)[1:]):
+        chained = samplers.dpm_solver2_step(network, chained, t, s, alpha_bar)
+    torch.testing.assert_close(x, chained, atol=1e-14, rtol=0)
+    x = torch.zeros(2, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="positive int"):
+        samplers.dpm_solver2(exact_eps, x, 0, alpha_bar)
+    with pytest.raises(ValueError, match="strictly decreasing"):
+        samplers.dpm_solver2(exact_eps, x, None, alpha_bar, times=[0.5, 0.5, 0.1])
+    with pytest.raises(ValueError, match="strictly decreasing"):
+        samplers.dpm_solver2(exact_eps, x, None, alpha_bar, times=[0.1, 0.5])
+    with pytest.raises(ValueError, match="finite lambda"):  # alpha_bar(0) = 1: lambda = +inf
+        samplers.dpm_solver2(exact_eps, x, 4, alpha_bar, t_end=0.0)
+    with pytest.raises(ValueError, match="r must be in"):
+        samplers.dpm_solver2(exact_eps, x, 4, alpha_bar, r=0.0)
+
+
+def test_measured_order_is_the_exponent_of_a_power_law():
+    steps = [10, 20, 40, 80]
+    assert samplers.measured_order([3.0 * n**-2.5 for n in steps], steps) == pytest.approx(2.5, abs=1e-12)
+    with pytest.raises(ValueError, match="positive and finite"):
+        samplers.measured_order([1e-3, 0.0], [8, 16])
+    with pytest.raises(ValueError, match="as many errors"):
+        samplers.measured_order([1e-3], [8, 16])

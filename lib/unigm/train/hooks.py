@@ -8,6 +8,9 @@ The loop calls only the methods a hook overrides, so an unused hook point costs 
     after_optimizer_step(state)   after each optimiser step (and the player's after_step)
     after_training_step(state)    after every player has moved and the lr schedules stepped
     on_end(state)                 once, after the last step or an early stop (not if training raised)
+
+A hook that keeps state across steps (EMA) also defines state_dict() and load_state_dict(d), so
+that a checkpoint of the training state (resume.py) includes it.
 """
 from __future__ import annotations
 
@@ -43,7 +46,8 @@ class EMA(Hook):
     """Exponential moving average of the parameters (Polyak & Juditsky 1992):
     shadow <- decay * shadow + (1 - decay) * theta after every training step, starting from
     the weights at construction. Kept as flat lists so that an update costs one lerp per tensor.
-    As a hook it updates after each training step and copies the average into the model at the end."""
+    As a hook it updates after each training step and copies the average into the model at the end;
+    its shadow weights are part of a resumable training state (state_dict / load_state_dict)."""
 
     def __init__(self, model: torch.nn.Module, decay: float):
         if not 0.0 < decay < 1.0:
@@ -61,6 +65,17 @@ class EMA(Hook):
     def copy_to_model(self) -> None:
         for s, p in zip(self.shadow, self.params):
             p.copy_(s)
+
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "shadow": list(self.shadow)}
+
+    @torch.no_grad()
+    def load_state_dict(self, saved: dict) -> None:
+        if saved["decay"] != self.decay or len(saved["shadow"]) != len(self.shadow):
+            raise ValueError(f"EMA state of decay {saved['decay']} over {len(saved['shadow'])} tensors does not "
+                             f"match this EMA (decay {self.decay}, {len(self.shadow)} tensors)")
+        for s, value in zip(self.shadow, saved["shadow"]):
+            s.copy_(value)
 
     def after_training_step(self, state: TrainState) -> None:
         self.update()
