@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 01 Paradigms: experience, intuition, and the families (VAEs, flows, GANs, diffusion, autoregressive, world models)
 #
-# *Reading time 95 min, run time 6.5 to 8 min on a 2-core laptop CPU (quick profile), most of it training.*
+# *Reading time 95 min, run time 6 to 8 min on a 2-core laptop CPU (quick profile), most of it training.*
 #
 # **Learning goals.** After this notebook you can
 # 1. **generate** with each of the four paradigms (a VAE decoder, a GAN generator, a flow's ODE,

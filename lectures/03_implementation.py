@@ -16,8 +16,8 @@
 # %% [markdown]
 # # 03 Implementation: one API for every model
 #
-# *Reading time about 50 minutes, run time about 1.5 minutes on a 2-core CPU (quick profile; 77-92 s
-# measured on a 2-core machine that other jobs were sharing). Two models train in background
+# *Reading time about 50 minutes, run time 1 to 1.5 minutes on a 2-core CPU (quick profile; 68 s
+# measured alone on the course machine, 75 s in the test suite, up to 92 s while other jobs ran). Two models train in background
 # processes while the first sections run; the two-process `torchrun` run of section 7 takes 10-15 s,
 # most of it three Python processes starting up.*
 #
