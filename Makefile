@@ -35,8 +35,11 @@ test: $(INSTALLED)  ## library tests, then every lecture executed with nbval (qu
 course: $(INSTALLED)  ## execute every lecture headless into build/executed (+ HTML, build/timings.json)
 	$(PY) -m unigm.course.cli course --out build
 
-bench: $(INSTALLED)  ## train the zoo on the 2D datasets -> build/bench.json, build/bench.md; time the fast samplers -> build/bench_samplers.json
+bench: $(INSTALLED)  ## the zoo on the 2D datasets -> build/bench.json; every image model on the digits (MNIST with UNIGM_PROFILE=full) -> build/bench_images.json, results/ (read by lecture 04); the fast samplers -> build/bench_samplers.json
 	$(PY) -m unigm.bench --out build --readme README.md
+	if [ "$(UNIGM_PROFILE)" = quick ]; then \
+	  $(PY) -m unigm.bench images --out build --readme README.md && mkdir -p results && cp build/bench_images.json results/; \
+	else $(PY) -m unigm.bench images --out build; fi  # the full profile (MNIST) leaves the committed digits results alone
 	$(PY) -m unigm.bench samplers --out build
 
 checkpoints: $(INSTALLED)  ## train the image models lectures load -> checkpoints/ (safetensors, provenance, manifest)

@@ -107,6 +107,14 @@ def test_dequantize_stays_in_its_bin():
         data.dequantize(x, 17)
 
 
+def test_dequantize_accepts_every_uint8_level_of_256():  # MNIST: 255 < 256, although 256 is no uint8
+    images = torch.tensor([[0, 128, 255]], dtype=torch.uint8)
+    x = data.dequantize(images, 256, torch.Generator().manual_seed(0))
+    assert torch.equal(torch.floor(x * 256).to(torch.uint8), images)
+    with pytest.raises(ValueError, match="0..15"):
+        data.dequantize(images, 16)
+
+
 @pytest.mark.parametrize("suffix", ["", ".gz"])
 def test_idx_round_trip(tmp_path, suffix):
     array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)

@@ -119,8 +119,9 @@ def test_bad_inputs_are_rejected_with_a_clear_message(cache, bad, error, message
         trained.predict_proba(bad)
 
 
-def test_unknown_and_unavailable_datasets(tmp_path):
-    with pytest.raises(NotImplementedError, match="MNIST IDX"):
+def test_unknown_and_unavailable_datasets(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNIGM_DATA", str(tmp_path))  # no MNIST files there
+    with pytest.raises(FileNotFoundError, match="MNIST train files not found"):
         judge.load("mnist", directory=tmp_path)
-    with pytest.raises(KeyError, match="available: digits"):
+    with pytest.raises(KeyError, match="available: digits, mnist"):
         judge.load("cifar10", directory=tmp_path)

@@ -19,7 +19,7 @@ LAYERS = (
     ("models", ("unigm.vae", "unigm.flows", "unigm.gan", "unigm.diffusion", "unigm.autoregressive",
                 "unigm.world", "unigm.zoo")),
     ("train", ("unigm.train",)),
-    ("measure", ("unigm.metrics", "unigm.judge", "unigm.bench", "unigm.bench_samplers")),
+    ("measure", ("unigm.metrics", "unigm.judge", "unigm.bench", "unigm.bench_samplers", "unigm.bench_images")),
     ("course", ("unigm.course",)),
 )
 # The model families are siblings: none imports another one, nor the zoo (which imports them all).

@@ -7,7 +7,8 @@ Gaussian baseline, the gap closed G, RBF-MMD^2, NLL in nats where the model has 
 The models train, and are measured, several at a time (train_many: one single-threaded process per
 core, --workers 1 to train them one by one with every core); train seconds are those of each model's
 own process.
-`python -m unigm.bench samplers` times the fast sampler path instead (unigm.bench_samplers).
+`python -m unigm.bench samplers` times the fast sampler path instead (unigm.bench_samplers);
+`python -m unigm.bench images` trains and measures every image model (unigm.bench_images).
 Writes build/bench.json and build/bench.md; with --readme FILE it also rewrites the table
 between the markers BEGIN_MARK and END_MARK in FILE (the README's table is generated, never pasted).
 """
@@ -225,6 +226,9 @@ def main(argv=None) -> int:
     if argv[:1] == ["samplers"]:  # `python -m unigm.bench samplers`: plain vs fast sampler loops
         from . import bench_samplers
         return bench_samplers.main(argv[1:])
+    if argv[:1] == ["images"]:  # `python -m unigm.bench images`: every image model on the digits (MNIST in full)
+        from . import bench_images
+        return bench_images.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m unigm.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=zoo.names_2d(), help="zoo names (default: every 2D model)")
     parser.add_argument("--datasets", nargs="+", default=list(DEFAULT_DATASETS),

@@ -264,7 +264,7 @@ def dequantize(images: torch.Tensor, levels: int, generator: torch.Generator | N
     log P(v) >= E_u[log p(x)] - D log(levels)."""
     if images.dtype.is_floating_point:
         raise TypeError("dequantize expects integer grey levels (e.g. uint8), got floating-point data")
-    if images.numel() and (images.min() < 0 or images.max() >= levels):
+    if images.numel() and (images.min().item() < 0 or images.max().item() >= levels):  # .item(): uint8 < 256
         raise ValueError(f"grey levels must lie in 0..{levels - 1}")
     u = torch.rand(images.shape, generator=generator)
     return (images.float() + u) / levels

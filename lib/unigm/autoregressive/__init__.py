@@ -1,5 +1,5 @@
 """The autoregressive family: p(x) = prod_i p(x_i | x_<i). Causal convolutions, WaveNet on mu-law codes
-of 1D signals, PixelCNN, the gated PixelCNN and a pixel transformer on binary images, and a transformer
+of 1D signals, PixelCNN, the gated PixelCNN and a pixel transformer on binary or grey-level images (`levels`), and a transformer
 prior over discrete codes (the second stage of a VQ-VAE)."""
 from .causal import CausalConv1d, DilatedCausalStack
 from .mar import MAR, DiffusionHead, MARConfig, MaskedTransformer, patchify, reveal_counts, unpatchify

@@ -1,11 +1,22 @@
-"""PixelCNN and the gated PixelCNN for binary images: p(x) = prod_i Bernoulli(x_i; sigmoid(logit_i(x_<i))),
-the pixels in raster order (row by row, each row left to right).
+"""PixelCNN and the gated PixelCNN for images of discrete pixels in raster order (row by row, each
+row left to right): p(x) = prod_i p(x_i | x_<i).
+
+`levels` (a Config field, default 2) sets what a pixel is:
+- levels = 2: binary images, x_i in {0, 1}, Bernoulli(x_i; sigmoid(logit_i(x_<i))): one logit per pixel.
+- levels = L > 2: grey levels, x_i in {0, .., L - 1} (stored as floats, e.g.
+  `data.digits('train').images.float()`, L = 17), Categorical(x_i; softmax(logits_i(x_<i))): L logits
+  per pixel, the discrete softmax of van den Oord, Kalchbrenner & Kavukcuoglu 2016 (PixelRNN,
+  arXiv:1601.06759, Sec. 2.2 "Pixels as discrete variables": a 256-way softmax per colour channel,
+  which beat a continuous mixture density). The network reads each pixel as one real value in
+  [-1, 1], 2 v / (L - 1) - 1 (for L = 2: -1 / +1). log_prob is then the exact discrete log-likelihood
+  in nats: no dequantization, no bound.
 
 PixelCNN (van den Oord, Kalchbrenner & Kavukcuoglu 2016, "Pixel Recurrent Neural Networks",
 arXiv:1601.06759, Sec. 3.4) makes a convolution causal by masking its kernel: mask A (first layer)
 hides the centre pixel and everything after it, mask B (later layers) hides only what comes after
 the centre. Stacked 3x3 masked convolutions grow a receptive field that misses a wedge of pixels
-above and to the right of the centre: the blind spot.
+above and to the right of the centre: the blind spot. (With one channel per image the masks need no
+split of the channels into colours: for any `levels` the current pixel is hidden by mask A alone.)
 
 The gated PixelCNN (van den Oord et al. 2016, "Conditional Image Generation with PixelCNN Decoders",
 arXiv:1606.05328, Sec. 2.1-2.2) removes it with two stacks: a vertical stack that sees every row
@@ -52,30 +63,69 @@ class MaskedConv2d(nn.Conv2d):
 
 
 class BinaryImageAR(LikelihoodBased):
-    """What the two PixelCNNs share: Bernoulli pixels, the exact log-likelihood, raster sampling.
-    Subclasses define `forward(x)`: (B, 1, H, W) -> (B, 1, H, W) logits, logit_i a function of x_<i only;
-    `logits(x)` calls it (one network evaluation, as samplers.count_nfe counts)."""
+    """What the pixel models share (PixelCNN, GatedPixelCNN, PixelTransformer): discrete pixels with
+    `config.levels` values, the exact log-likelihood, raster sampling. (The name is historical: with
+    levels = 2, the default, the pixels are binary; levels = L > 2 gives grey levels 0 .. L - 1.)
+
+    Subclasses define `forward(x)`: (B, 1, H, W) -> (B, C, H, W) logits, C = 1 for levels = 2 (the
+    Bernoulli logit) and C = L for levels = L > 2 (the softmax logits); logits of pixel i are a function
+    of x_<i only. They feed the network `network_input(x)`, the pixels rescaled to [-1, 1].
+    `logits(x)` calls forward (one network evaluation, as samplers.count_nfe counts)."""
 
     def __init__(self, event_shape, config):
         super().__init__(event_shape, config)
         if len(self.event_shape) != 3 or self.event_shape[0] != 1:
             raise ShapeError(f"{type(self).__name__} models one-channel images: event_shape (1, H, W), "
                              f"got {self.event_shape}")
+        levels = self.levels
+        if not isinstance(levels, int) or isinstance(levels, bool) or levels < 2:
+            raise ValueError(f"levels is the number of values a pixel takes (2: binary, 17: the digits' "
+                             f"grey levels), an int >= 2; got {levels!r}")
+
+    @property
+    def levels(self) -> int:
+        return getattr(self.config, "levels", 2)
+
+    @property
+    def out_channels(self) -> int:
+        """Logits per pixel: 1 (Bernoulli) for levels = 2, else levels (softmax)."""
+        return 1 if self.levels == 2 else self.levels
+
+    def network_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Pixels 0 .. L - 1 as reals in [-1, 1]: 2 x / (L - 1) - 1 (binary: -1 / +1)."""
+        return 2 * x - 1 if self.levels == 2 else 2 * x / (self.levels - 1) - 1
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self(x)
 
-    def check_binary(self, x) -> torch.Tensor:
+    def check_levels(self, x) -> torch.Tensor:
+        """x on the model if every value is an integer 0 .. levels - 1; otherwise a ValueError."""
         x = self.check_input(x)
-        if not torch.all((x == 0) | (x == 1)):
-            raise ValueError(f"{type(self).__name__} models binary images: every value must be 0 or 1 "
-                             "(binarise first, e.g. unigm.course.checkpoints.digits_binary)")
+        if self.levels == 2:
+            if not torch.all((x == 0) | (x == 1)):
+                raise ValueError(f"{type(self).__name__} models binary images (levels = 2): every value must be "
+                                 "0 or 1 (binarise first, e.g. unigm.course.checkpoints.digits_binary, or build "
+                                 "the model with levels = the number of grey levels)")
+            return x
+        top = self.levels - 1
+        bad = ~((x == x.round()) & (x >= 0) & (x <= top))
+        if bad.any():
+            raise ValueError(f"{type(self).__name__} models grey levels with levels = {self.levels}: every value must "
+                             f"be an integer 0 .. {top} stored as a float, got {x[bad][0].item()!r}; pass the "
+                             "integer grey levels, e.g. data.digits('train').images.float() (levels = 17), not "
+                             "images rescaled to [0, 1] or dequantized")
         return x
 
+    check_binary = check_levels  # the old name
+
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """Exact log p(x) in nats, (B, 1, H, W) -> (B,): the sum over pixels of log Bernoulli(x_i | x_<i)."""
-        x = self.check_binary(x)
-        return -F.binary_cross_entropy_with_logits(self.logits(x), x, reduction="none").flatten(1).sum(1)
+        """Exact log p(x) in nats, (B, 1, H, W) -> (B,): the sum over pixels of log p(x_i | x_<i),
+        Bernoulli for levels = 2, the log softmax at the observed level for levels > 2."""
+        x = self.check_levels(x)
+        logits = self.logits(x)
+        if self.levels == 2:
+            return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+        return -F.cross_entropy(logits, x[:, 0].long(), reduction="none").flatten(1).sum(1)
 
     def loss(self, x, *, generator=None):
         """Negative log-likelihood in nats per image (the exact one: no bound, no sampling)."""
@@ -83,8 +133,10 @@ class BinaryImageAR(LikelihoodBased):
 
     @torch.no_grad()
     def sample(self, n, steps=None, *, generator=None):
-        """Ancestral sampling in raster order: one network evaluation per pixel (NFE = H * W).
-        `steps` must be None (the order fixes the number of steps)."""
+        """Ancestral sampling in raster order: one network evaluation per pixel (NFE = H * W), each
+        pixel drawn from its Bernoulli (levels = 2) or categorical (levels > 2, by inverting the CDF at
+        one uniform); values 0 .. levels - 1 as floats. `steps` must be None (the order fixes the
+        number of steps)."""
         if steps is not None:
             raise ValueError(f"{type(self).__name__} samples one pixel per step, H * W = {self.event_dim} steps; "
                              f"steps must be None, got {steps!r}")
@@ -93,14 +145,21 @@ class BinaryImageAR(LikelihoodBased):
         x = torch.zeros(n, *self.event_shape, device=self.device, dtype=self.dtype)
         for row in range(height):
             for col in range(width):
-                p = torch.sigmoid(self.logits(x)[:, 0, row, col])
-                x[:, 0, row, col] = (rand((n,), x, generator) < p).to(x.dtype)
+                if self.levels == 2:
+                    p = torch.sigmoid(self.logits(x)[:, 0, row, col])
+                    x[:, 0, row, col] = (rand((n,), x, generator) < p).to(x.dtype)
+                else:
+                    cdf = torch.softmax(self.logits(x)[:, :, row, col].double(), dim=1).cumsum(1)
+                    u = rand((n, 1), cdf, generator)
+                    level = (cdf[:, :-1] <= u).sum(1)  # the first level whose CDF exceeds u
+                    x[:, 0, row, col] = level.to(x.dtype)
         return x
 
 
-def logit_head(channels: int) -> nn.Sequential:
-    """ReLU, 1x1, ReLU, 1x1: per-pixel features -> one Bernoulli logit per pixel (both models' last layers)."""
-    return nn.Sequential(nn.ReLU(), nn.Conv2d(channels, channels, 1), nn.ReLU(), nn.Conv2d(channels, 1, 1))
+def logit_head(channels: int, out_channels: int = 1) -> nn.Sequential:
+    """ReLU, 1x1, ReLU, 1x1: per-pixel features -> out_channels logits per pixel (both models' last
+    layers): 1 Bernoulli logit for binary pixels, L softmax logits for L grey levels."""
+    return nn.Sequential(nn.ReLU(), nn.Conv2d(channels, channels, 1), nn.ReLU(), nn.Conv2d(channels, out_channels, 1))
 
 
 # -- PixelCNN ------------------------------------------------------------------------------------
@@ -113,6 +172,7 @@ class GatedPixelCNNConfig:
     channels: int = 16
     layers: int = 6  # gated layers (PixelCNN: masked convolutions, one of type A, then layers - 1 of type B)
     kernel: int = 3
+    levels: int = 2  # values per pixel: 2 binary (one Bernoulli logit), L > 2 grey levels 0..L-1 (L softmax logits)
 
 
 @dataclass
@@ -123,7 +183,8 @@ class PixelCNNConfig(GatedPixelCNNConfig):
 
 @register("pixelcnn")  # an image model: no 2D recipe
 class PixelCNN(BinaryImageAR):
-    """Masked convolutions (A, then B) with ReLUs, then two 1x1 convolutions to one logit per pixel."""
+    """Masked convolutions (A, then B) with ReLUs, then two 1x1 convolutions to the logits of each pixel
+    (one for levels = 2, levels of them otherwise)."""
 
     Config = PixelCNNConfig
 
@@ -134,10 +195,10 @@ class PixelCNN(BinaryImageAR):
         convs = [MaskedConv2d("A", 1, c, config.first_kernel)]
         convs += [MaskedConv2d("B", c, c, config.kernel) for _ in range(config.layers - 1)]
         self.convs = nn.ModuleList(convs)
-        self.head = logit_head(c)
+        self.head = logit_head(c, self.out_channels)
 
     def forward(self, x):
-        h = self.convs[0](2 * x - 1)  # pixels as -1 / +1
+        h = self.convs[0](self.network_input(x))  # pixels in [-1, 1] (binary: -1 / +1)
         for conv in self.convs[1:]:
             h = h + conv(F.relu(h))  # residual B layers
         return self.head(h)
@@ -198,10 +259,10 @@ class GatedPixelCNN(BinaryImageAR):
         c = self.config.channels
         self.layers = nn.ModuleList(GatedLayer(1 if i == 0 else c, c, self.config.kernel, first=i == 0)
                                     for i in range(self.config.layers))
-        self.head = logit_head(c)
+        self.head = logit_head(c, self.out_channels)
 
     def forward(self, x):
-        v = h = 2 * x - 1
+        v = h = self.network_input(x)
         for layer in self.layers:
             v, h = layer(v, h)
         return self.head(h)
@@ -209,9 +270,10 @@ class GatedPixelCNN(BinaryImageAR):
 
 # -- measuring what each output sees -----------------------------------------------------------------
 def receptive_field(model: BinaryImageAR, row: int, col: int, draws: int = 3, seed: int = 0) -> torch.Tensor:
-    """(H, W) bool: which input pixels the logit of pixel (row, col) depends on, from the gradient of
-    that logit with respect to a real-valued input (any nonzero entry, over a few random inputs in
-    float64, so that no dependence is missed by a zero activation)."""
+    """(H, W) bool: which input pixels the logits of pixel (row, col) depend on, from the gradient of
+    each of its logits (one, or `levels`) with respect to a real-valued input in [0, levels - 1] (any
+    nonzero entry, over a few random inputs in float64, so that no dependence is missed by a zero
+    activation)."""
     _, height, width = model.event_shape
     if not (0 <= row < height and 0 <= col < width):
         raise ValueError(f"pixel ({row}, {col}) is outside the {height} x {width} image")
@@ -219,9 +281,12 @@ def receptive_field(model: BinaryImageAR, row: int, col: int, draws: int = 3, se
     g = torch.Generator().manual_seed(seed)
     seen = torch.zeros(height, width, dtype=torch.bool)
     for _ in range(draws):
-        x = torch.rand(1, *model.event_shape, generator=g, dtype=torch.float64).requires_grad_(True)
-        (grad,) = torch.autograd.grad(model.logits(x)[0, 0, row, col], x)
-        seen |= grad[0, 0] != 0
+        x = torch.rand(1, *model.event_shape, generator=g, dtype=torch.float64) * (model.levels - 1)
+        x.requires_grad_(True)
+        logits = model.logits(x)[0, :, row, col]
+        for channel in range(len(logits)):
+            (grad,) = torch.autograd.grad(logits[channel], x, retain_graph=channel + 1 < len(logits))
+            seen |= grad[0, 0] != 0
     return seen
 
 

@@ -7,9 +7,10 @@ sees only the start vector and output i sees inputs < i; inside, PyTorch's own t
 run with a causal attention mask (nn.TransformerEncoderLayer, pre-norm).
 
 Two models use it:
-- `PixelTransformer`: the binary images of the PixelCNNs as a sequence of H * W pixels in raster
-  order (Chen et al. 2020, "Generative Pretraining from Pixels", at toy scale). Attention sees every
-  earlier pixel from the first layer on: no blind spot, at a cost quadratic in H * W.
+- `PixelTransformer`: the images of the PixelCNNs (binary, or `levels` grey levels with a softmax per
+  pixel) as a sequence of H * W pixels in raster order (Chen et al. 2020, "Generative Pretraining from
+  Pixels", at toy scale). Attention sees every earlier pixel from the first layer on: no blind spot,
+  at a cost quadratic in H * W.
 - `CodePrior`: a categorical sequence model over discrete tokens, e.g. the codes of a quantized
   autoencoder (the second stage of VQ-VAE, van den Oord et al. 2017, arXiv:1711.00937): encode the
   data to codes, fit the prior to them, sample codes, decode.
@@ -63,22 +64,27 @@ class PixelTransformerConfig:
     width: int = 64
     depth: int = 2
     heads: int = 4
+    levels: int = 2  # values per pixel: 2 binary (one Bernoulli logit), L > 2 grey levels 0..L-1 (L softmax logits)
 
 
 @register("pixel_transformer")  # an image model: no 2D recipe
 class PixelTransformer(BinaryImageAR):
-    """Binary pixels in raster order, each a Bernoulli whose logit a causal transformer computes from
-    the pixels before it (as -1 / +1 values). Exact log-likelihood in one evaluation; H * W to sample."""
+    """Pixels in raster order, each a Bernoulli (levels = 2) or a categorical over `levels` grey levels
+    (van den Oord et al. 2016, PixelRNN Sec. 2.2: a softmax per pixel) whose logits a causal transformer
+    computes from the pixels before it (read as reals in [-1, 1]; binary: -1 / +1). Exact
+    log-likelihood in one evaluation; H * W to sample."""
 
     Config = PixelTransformerConfig
 
     def __init__(self, event_shape, config: PixelTransformerConfig | None = None):
         super().__init__(event_shape, config or self.Config())
         c = self.config
-        self.net = CausalTransformer(self.event_dim, 1, 1, c.width, c.depth, c.heads)
+        self.net = CausalTransformer(self.event_dim, 1, self.out_channels, c.width, c.depth, c.heads)
 
-    def forward(self, x):  # (B, 1, H, W) -> logits (B, 1, H, W)
-        return self.net((2 * x - 1).reshape(len(x), -1, 1)).reshape(x.shape)
+    def forward(self, x):  # (B, 1, H, W) -> logits (B, C, H, W), C = 1 (binary) or levels
+        batch, _, height, width = x.shape
+        out = self.net(self.network_input(x).reshape(batch, -1, 1))  # (B, H * W, C)
+        return out.transpose(1, 2).reshape(batch, self.out_channels, height, width)
 
 
 @dataclass
