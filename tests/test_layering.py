@@ -17,7 +17,7 @@ LAYERS = (
     ("ground floor", ("unigm.base", "unigm.tensors", "unigm.schedules", "unigm.paths", "unigm.densities",
                       "unigm.samplers", "unigm.nets", "unigm.data", "unigm.runtime", "unigm.registry")),
     ("models", ("unigm.vae", "unigm.flows", "unigm.gan", "unigm.diffusion", "unigm.autoregressive",
-                "unigm.world", "unigm.zoo")),
+                "unigm.world", "unigm.frontier", "unigm.zoo")),
     ("train", ("unigm.train",)),
     ("measure", ("unigm.metrics", "unigm.judge", "unigm.bench", "unigm.bench_samplers", "unigm.bench_images")),
     ("course", ("unigm.course",)),
