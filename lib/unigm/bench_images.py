@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import data, metrics, runtime, samplers, zoo
+from . import bench, data, metrics, runtime, samplers, zoo
 from .registry import FULL_PROFILE_STEP_FACTOR
 from .samplers import count_nfe
 from .train import fit
@@ -402,11 +402,8 @@ def markdown_table(results: dict) -> str:
 
 
 def replace_block(text: str, table: str) -> str:
-    if text.count(BEGIN_MARK) != 1 or text.count(END_MARK) != 1:
-        raise ValueError(f"the file needs exactly one {BEGIN_MARK!r} and one {END_MARK!r} line")
-    head, rest = text.split(BEGIN_MARK)
-    _, tail = rest.split(END_MARK)
-    return f"{head}{BEGIN_MARK}\n{table}{END_MARK}{tail}"
+    """`text` with the image table between BEGIN_MARK and END_MARK replaced by `table`."""
+    return bench.replace_table(text, table, BEGIN_MARK, END_MARK)
 
 
 def write(results: dict, out: Path, readme: Path | None = None) -> None:
