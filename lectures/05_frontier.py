@@ -177,6 +177,7 @@ print(f"trained in {gamma_history.seconds:.1f} s")
 
 # %% tags=["checks"]
 assert max(r["G"] for r in sde_rows) > 0.6  # the interpolant learned two moons
+assert sde_rows[0]["G"] - sde_rows[-1]["G"] > 0.03  # with learned fields and 32 steps, the samplers differ
 print("interpolant quality gate passed")
 
 # %% [markdown]
@@ -466,6 +467,7 @@ print(f"cosine of -grad E with the direction to the data at (0.5, +-4): {cosine[
 
 # %% tags=["checks"]
 assert max(r["G"] for r in em_rows) > 0.4  # the potential generates two moons
+assert em_rows[1]["G"] <= em_rows[0]["G"]  # at this budget the Langevin refinement does not help (see below)
 assert min(cosine) > 0.3  # far from the data, -grad E points toward it
 print("Energy Matching checks passed")
 
