@@ -66,6 +66,7 @@ from unigm.autoregressive import mu_law_compress, mu_law_decode, mu_law_encode, 
 from unigm.base import FlowBased, Implicit, LikelihoodBased, ScoreBased
 from unigm.bench import check_gate, measure
 from unigm.course import checkpoints
+from unigm.course.explorers import NoiseScheduleExplorer, TrainingPlayback, record_snapshots
 from unigm.course.figures import (check_readable, image_rows, markdown_table, moving_average, plot_idea_chain,
                                   plot_pairs, plot_training_curves, scatter2d, segment_crossings, use_course_style)
 from unigm.course.widgets import show_source
@@ -1049,6 +1050,22 @@ plt.show()
 # has no fixed scale, unlike the cross-entropy games whose losses sit near constant values at
 # balance. None of the curves tells you which variant samples best; the table above does.*
 #
+# **Explore: the same game, replayed.** The curves above are the end of a story; here is the story. We
+# train the non-saturating GAN once more on 8 gaussians (1,000 steps, about 10 s) and keep 1,000
+# samples from the same noise every 50 steps. Press play or drag the step slider: left, the samples at
+# that step over the data; right, both players' losses with a marker at that step. **Predict** first:
+# does the generator find the eight modes one by one, or cover the ring first and then split it? Watch
+# the first 200 steps, where the losses swing most. Then compare the late steps with each other: the
+# losses sit near their balance values ($2\log 2 \approx 1.39$ for the discriminator, $\log 2 \approx 0.69$
+# for the generator). Do the samples keep changing? A flat GAN curve is not a finished model.
+
+# %%
+torch.manual_seed(0)
+gan_recording = record_snapshots(zoo.make("gan", (2,)), gaussians, steps=1000, every=50, lr=1e-3, seed=0)
+gan_playback = TrainingPlayback(gan_recording, lim=3, title="non-saturating GAN")  # samples stored: ~0.1 s a step
+gan_playback.show()
+
+# %% [markdown]
 # Reverse KL, $\mathrm{KL}(p_g\,\|\,p_\text{data})$, is **mode-seeking**: it punishes samples
 # where the data has no mass and forgives missing mass, so its samples are precise (a high
 # high-quality fraction) while forward KL spreads out to cover everything.
@@ -1239,6 +1256,31 @@ plt.show()
 # half of the time axis is spent on nearly pure noise, which is one reason later schedules
 # (cosine, the flow-matching line) spread the SNR differently.*
 #
+# **Explore.** The figure above fixed six times; here you move $t$ yourself and switch between four
+# schedules: VP-linear (DDPM), cosine (Nichol & Dhariwal 2021), VE ($\sigma$ up to 10) and the
+# flow-matching line $x_t=(1-t)x_0+t\varepsilon$ (right cloud, at the same $t$). **Predict** first: for
+# each schedule, at which $t$ are signal and noise equally strong (signal fraction 0.5, log-SNR 0)? Then
+# move the slider until the marker crosses zero in the log-SNR panel (the check below the explorer
+# finds the crossings), and look at the left cloud each time: at equal SNR the moons are equally
+# blurred, whatever the schedule and the time. That is why the SNR, not $t$, is the quantity to think
+# in. On a static page you see the default state ($t = 0.3$, VP-linear); the sliders need a running
+# notebook.
+
+# %%
+noise_explorer = NoiseScheduleExplorer()  # curves precomputed; a slider move redraws in ~0.2 s
+noise_explorer.show()
+
+# %% tags=["checks"]
+crossing = {}
+for name in noise_explorer.curves:  # VP-linear, cosine, VE, linear (flow matching)
+    log_snr = noise_explorer.curves[name]["log_snr"]
+    crossing[name] = noise_explorer.grid[int(torch.nonzero(log_snr <= 0)[0])].item()
+print("log-SNR crosses 0 at t =", {name: round(t, 2) for name, t in crossing.items()})
+noise_explorer.update(schedule="VP-linear", t=crossing["VP-linear"])
+assert abs(noise_explorer.alpha_bar - 0.5) < 0.02 and crossing["VP-linear"] < 0.35  # VP-linear: equal strength early
+noise_explorer.update(schedule="VP-linear", t=0.3)  # back to the default state
+
+# %% [markdown]
 # ### 7.2 Three things a network can predict
 #
 # **Intuition.** Given a noisy point $x_t$ and the time $t$, knowing which noise was added is the

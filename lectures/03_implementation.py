@@ -70,6 +70,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from unigm import base, bench, data, metrics, paths, runtime, samplers, schedules, zoo
 from unigm.bench_samplers import break_even, matmul_peak_gflops, time_pair
+from unigm.course.explorers import SamplerExplorer
 from unigm.course.figures import check_readable, markdown_table, plot_losses, scatter2d, use_course_style
 from unigm.course.widgets import show_source
 from unigm.densities import GaussianMixtureOnPath
@@ -813,6 +814,21 @@ assert quality["DPM-Solver-2", 8] < quality["DDIM", 8], quality
 assert min(sensitivity, key=sensitivity.get) == "Euler" and max(sensitivity, key=sensitivity.get) == "DPM-Solver-2"
 at_32 = [quality[name, 32] for name in by_nfe]
 assert max(at_32) - min(at_32) < 0.1, at_32  # with enough evaluations the solvers agree
+
+# %% [markdown]
+# **Explore.** The table gave one number per solver and budget; here you see where the particles go.
+# The explorer solves the same probability-flow ODE of the trained DDPM, from $t = 1$ to $t = 10^{-3}$,
+# from 2,000 fixed starting points, draws 16 of their paths in red over the samples and measures $G$ on
+# the held-out moons; the right panel fills in $G$ against NFE as you try settings. Try Euler with 1, 2,
+# 4 and 8 steps, then RK4 with 1 and 2 steps. **Predict**: at 8 NFE, which ends closer to the moons,
+# RK4 with 2 steps or Euler with 8? Then look at the first segment of each red path: where does a
+# few-step solver throw points off the data? A new setting takes about a second (a solve plus an exact
+# $W_2$); one you have seen before redraws in about 0.1 s.
+
+# %%
+sampler_explorer = SamplerExplorer(ddpm, ref, solver="euler", steps=8, t_end=T_MIN)
+# each setting is solved on first use, then cached; nothing runs in the background while section 6 times things
+sampler_explorer.show()
 
 # %% [markdown]
 # ## 6. The fast path

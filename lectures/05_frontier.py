@@ -62,6 +62,7 @@ from IPython.display import Markdown, display
 from unigm import bench_images, data, metrics, runtime, samplers
 from unigm.course import checkpoints, course_map, frontier_runs
 from unigm.course.derivations import core as derivations
+from unigm.course.explorers import InterpolantExplorer
 from unigm.course.figures import check_readable, markdown_table, use_course_style
 from unigm.frontier import diffflow, energy_matching, gradient_flows, interpolants
 from unigm.train import fit
@@ -155,6 +156,33 @@ print("boundary conditions and the VP coefficient checked")
 # there is some; right, the VP coefficient from the library, from a quadrature of $\beta$, and
 # the slip $\sqrt{1 - \beta(t)}$, which is not even defined once $\beta(t) > 1$.*
 #
+# **Explore.** The coefficients above, set in motion. Each dot is one fixed pair (a two-moons point
+# $x_0$ and a noise draw $x_1$) plus one fixed $z$, placed at $x_t=\alpha_tx_0+\beta_tx_1+\gamma_tz$ with the
+# library's schedule; grey lines are the whole paths of 40 dots. Press play with the linear schedule
+# and $\gamma = 0$: every dot runs a straight segment at constant speed. **Predict**, then check: what
+# does trigonometric change, with the same two ends? And VP, where by $t = 0.5$ only $a_{1/2} \approx 0.28$
+# of the data is left? Then raise the gamma amplitude to 1: the paths bend outwards by $\gamma_t z$ and
+# the cloud at $t = 0.5$ widens by $\gamma_{1/2} = 0.5$, yet both ends stay exactly where they were: the
+# boundary condition $\gamma_0 = \gamma_1 = 0$ at work (checked below).
+
+# %%
+interpolant_explorer = InterpolantExplorer()  # linear, gamma 0, t = 0.5; each change redraws in ~0.13 s
+interpolant_explorer.show()
+
+# %% tags=["checks"]
+interpolant_explorer.update(schedule="vp", gamma=0.0, t=0.5)
+assert abs(interpolant_explorer.coefficients["alpha"] - 0.281) < 0.005
+ends = []
+for t_end in (0.0, 1.0):
+    interpolant_explorer.update(schedule="linear", gamma=1.0, t=t_end)
+    ends.append(interpolant_explorer.particles.clone())
+interpolant_explorer.update(schedule="linear", gamma=1.0, t=0.5)
+assert abs(interpolant_explorer.coefficients["gamma"] - 0.5) < 1e-9
+assert torch.allclose(ends[0], interpolant_explorer.x0) and torch.allclose(ends[1], interpolant_explorer.x1)
+interpolant_explorer.update(schedule="linear", gamma=0.0, t=0.5)  # back to the default state
+print("explorer checks passed: a_1/2 of VP, gamma_1/2 = 0.5, the ends fixed")
+
+# %% [markdown]
 # **Predict.** Train one interpolant (linear + $\gamma = 0.5$) with both regressions, the velocity
 # and the denoiser, then sample it with the same 32 steps by the ODE ($\varepsilon = 0$) and by
 # SDEs with $\varepsilon = 0.2$ and $1$. Which is best? The theory says all share the marginals,

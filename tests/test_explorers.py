@@ -85,7 +85,8 @@ def test_a_control_change_is_an_update_and_unknown_controls_are_refused():
     explorer = explorers.NoiseScheduleExplorer()
     explorer.controls["t"].value = 0.8  # what a slider moved in a live kernel does
     assert explorer.values["t"] == 0.8
-    assert math.isclose(explorer.alpha_bar, schedules.alpha_bar_vp_linear(torch.tensor(0.8, dtype=torch.float64)).item())
+    at_08 = schedules.alpha_bar_vp_linear(torch.tensor(0.8, dtype=torch.float64)).item()
+    assert math.isclose(explorer.alpha_bar, at_08, rel_tol=1e-12)
     assert explorer.view.value != explorer.default_png
     explorer.update(t=1.5)  # a slider clamps to its range; the explorer uses what the slider holds
     assert explorer.values["t"] == 1.0 and explorer.alpha_bar < 1e-4
@@ -94,8 +95,8 @@ def test_a_control_change_is_an_update_and_unknown_controls_are_refused():
 
 
 # -- 2. stochastic interpolants --------------------------------------------------------------------------------
-@pytest.mark.parametrize("schedule, gamma, name", [("linear", 0.5, "linear+gamma0.5"), ("trigonometric", 0.0, "trigonometric"),
-                                                   ("vp", 0.3, "vp+gamma0.3")])
+@pytest.mark.parametrize("schedule, gamma, name", [("linear", 0.5, "linear+gamma0.5"),
+                                                   ("trigonometric", 0.0, "trigonometric"), ("vp", 0.3, "vp+gamma0.3")])
 def test_interpolant_explorer_moves_particles_along_the_library_path(schedule, gamma, name):
     explorer = explorers.InterpolantExplorer()
     before = offsets(explorer._particles).clone()
@@ -106,9 +107,12 @@ def test_interpolant_explorer_moves_particles_along_the_library_path(schedule, g
     assert explorer.schedule.name == library.name
     assert close(explorer.particles, alpha * explorer.x0 + beta * explorer.x1 + g * explorer.z)
     assert math.isclose(explorer.coefficients["gamma"], gamma * math.sqrt(0.3 * 0.7), abs_tol=1e-12)
-    assert close(offsets(explorer._particles), explorer.particles, 1e-6) and not close(offsets(explorer._particles), before, 1e-3)
-    assert close(explorer.paths[:, 0], library.alpha(explorer.grid)[:, None] * explorer.x0[0]
-                 + library.beta(explorer.grid)[:, None] * explorer.x1[0] + library.gamma(explorer.grid)[:, None] * explorer.z[0])
+    drawn = offsets(explorer._particles)
+    assert close(drawn, explorer.particles, 1e-6) and not close(drawn, before, 1e-3)
+    grid = explorer.grid[:, None]
+    a, b, c = library.alpha(grid), library.beta(grid), library.gamma(grid)
+    first = a * explorer.x0[0] + b * explorer.x1[0] + c * explorer.z[0]
+    assert close(explorer.paths[:, 0], first)  # the drawn path of particle 0
     check_readable(explorer.figure)
     if schedule == "linear":
         explorer.play.value = 40  # the Play button walks t in 50 frames
@@ -138,7 +142,8 @@ def test_sampler_explorer_measures_the_same_g_as_the_metrics(exact_field):
     assert explorer.current.gap_closed > explorer.result("euler", 2).gap_closed + 0.2  # more steps, better solver
     assert explorer.current.trajectories.shape == (9, explorer.particles, 2)
     assert close(explorer.current.trajectories[-1], direct[:explorer.particles])
-    assert close(offsets(explorer._samples), direct[:explorer.shown], 1e-6) and not close(offsets(explorer._samples), before, 1e-3)
+    drawn = offsets(explorer._samples)
+    assert close(drawn, direct[:explorer.shown], 1e-6) and not close(drawn, before, 1e-3)
     assert len(explorer._quality["heun"].get_xdata()) == 2  # G against NFE: both heun settings drawn
     check_readable(explorer.figure)
     settings = [{"solver": s, "steps": k} for s in ("euler", "heun") for k in (2, 8)] + [{"steps": 2}]
@@ -148,7 +153,7 @@ def test_sampler_explorer_measures_the_same_g_as_the_metrics(exact_field):
 def test_sampler_explorer_precomputes_in_the_background_and_takes_a_plain_callable(exact_field):
     mixture, ref = exact_field
     explorer = explorers.SamplerExplorer(lambda x, t: mixture.velocity(x, t), ref, solver="rk4", steps=4,
-                                         steps_options=(1, 4), solvers=("euler", "rk4"))
+                                         steps_options=(1, 4), solvers=("euler", "rk4"), precompute="background")
     assert explorer.wait(timeout=60)
     assert set(explorer.cached()) == set(explorer.settings)
     first = explorer.result("rk4", 4)
@@ -193,7 +198,8 @@ def test_training_playback_shows_the_recorded_snapshots(make):
     player.update(step=35)  # between snapshots: the latest one before
     assert player.snapshot.step == 20
     check_readable(player.figure)
-    assert timed_updates(player, [{"step": s} for s in (0, 20, 40, 60, 40)], f"TrainingPlayback ({make.__name__})") < FAST
+    label = f"TrainingPlayback ({make.__name__})"
+    assert timed_updates(player, [{"step": s} for s in (0, 20, 40, 60, 40)], label) < FAST
 
 
 # -- without a kernel ------------------------------------------------------------------------------------------

@@ -22,7 +22,9 @@ Why every update ends in a PNG inside an Image widget: it works with every matpl
 ipympl needed) and every frontend that renders widgets, and a property of a widget is the one thing a
 slider callback can change reliably (outputs displayed from a callback are dropped by JupyterLab
 unless captured, and `update_display` from a callback does not reach ordinary outputs:
-jupyter-widgets/ipywidgets#1844). A 2x2 figure renders in about 0.1-0.2 s on a 2-core CPU.
+jupyter-widgets/ipywidgets#1844). On a 2-core CPU an update takes ~0.1 s (1x2 figures) to ~0.2 s (the
+2x2 noise explorer), nearly all of it drawing and PNG encoding; the numbers behind it are cached or closed-form
+(SamplerExplorer's first visit to a setting excepted, see there).
 
 Why `show()` always displays the static figure of the default state first, then the widget: the
 kernel cannot tell whether a frontend will render the widget. nbval, nbclient and the course's HTML
@@ -90,7 +92,8 @@ class Explorer:
         self._compute()
         with mpl.rc_context(RENDER_STYLE):
             self._draw()
-            figure.tight_layout()
+            figure.tight_layout()  # once, for the default state: the margins then stay fixed
+            figure.set_layout_engine(None)  # (tight_layout leaves a placeholder engine that costs a draw per save)
         self.default_png = self.png()
         self.view.value = self.default_png
         self.seconds = 0.0
@@ -116,14 +119,15 @@ class Explorer:
         self._compute()
         with mpl.rc_context(RENDER_STYLE):  # set_title, set_xlabel ... read the font sizes at call time
             self._draw()
-        self.view.value = self.png()
+        self.view.value = self.png(compress_level=1)
         self.seconds = time.perf_counter() - start
 
-    def png(self) -> bytes:
-        """The figure as it is now, as PNG bytes (course style, fixed layout)."""
+    def png(self, compress_level: int = 6) -> bytes:
+        """The figure as it is now, as PNG bytes (course style, fixed layout); updates use compress_level=1
+        (10% larger, 10% faster to make)."""
         buffer = io.BytesIO()
         with mpl.rc_context(RENDER_STYLE):
-            self.figure.savefig(buffer, format="png", dpi=self.dpi)
+            self.figure.savefig(buffer, format="png", dpi=self.dpi, pil_kwargs={"compress_level": compress_level})
         return buffer.getvalue()
 
     def show(self, static: bool = True) -> None:
@@ -211,11 +215,12 @@ class NoiseScheduleExplorer(Explorer):
         self._lines = {}
         for k, name in enumerate(NOISE_SCHEDULES):
             curves = self.curves[name]
-            self._lines[name] = (self.ax_signal.plot(self.grid, curves["signal_fraction"], color=f"C{k}", label=name)[0],
-                                 self.ax_log_snr.plot(self.grid, curves["log_snr"], color=f"C{k}")[0])
+            self._lines[name] = (
+                self.ax_signal.plot(self.grid, curves["signal_fraction"], color=f"C{k}", label=name)[0],
+                self.ax_log_snr.plot(self.grid, curves["log_snr"], color=f"C{k}")[0])
         self.ax_signal.set(xlabel="time t (0 data, 1 noise)", ylabel="signal fraction", ylim=(-0.03, 1.03),
                            title=r"signal fraction $\alpha^2/(\alpha^2+\sigma^2)$")
-        self.ax_signal.legend(loc="upper right")
+        self.ax_signal.legend(loc="lower left")
         self.ax_log_snr.set(xlabel="time t (0 data, 1 noise)", ylabel=r"log-SNR  $\log(\alpha^2/\sigma^2)$",
                             ylim=(-LOG_SNR_LIMIT, LOG_SNR_LIMIT))
         self._t_lines = [ax.axvline(t, color="k", lw=1, ls="--") for ax in (self.ax_signal, self.ax_log_snr)]
@@ -253,7 +258,7 @@ class NoiseScheduleExplorer(Explorer):
         self._clouds[1].set_offsets(self.x_t_flow.numpy())
         lim = 3.5 if name != "VE" else max(3.5, 3.0 * math.sqrt(1 + self.sigma**2))  # VE: the cloud grows to 3 sigma
         _label_cloud(self.ax_cloud, lim)
-        self.ax_cloud.set_title(f"{name.split(' ')[0]} at t = {t:.2f}" + (f" (axes to {lim:.0f})" if lim > 3.5 else ""))
+        self.ax_cloud.set_title(f"{name.split(' ')[0]} at t = {t:.2f}" + (f" (axes to {lim:.1f})" if lim > 3.5 else ""))
         self.ax_flow.set_title(f"flow matching at t = {t:.2f}")
 
 
@@ -340,6 +345,7 @@ class InterpolantExplorer(Explorer):
 
 
 # -- 3. samplers -----------------------------------------------------------------------------------------------
+G_AXIS_FLOOR = -2.0  # the G axis stops here: one Euler step can score far below
 SOLVERS = {"euler": (samplers.euler, 1), "heun": (samplers.heun, 2), "rk4": (samplers.rk4, 4)}  # (solver, NFE/step)
 
 
@@ -370,25 +376,28 @@ class SamplerExplorer(Explorer):
     G = ref.gap_closed(W2(samples, ref.test)), the n = len(ref.test) samples from one seeded draw: the same
     G as metrics.sample_quality (without its MMD, which would add ~0.2 s).
 
-    Latency: every (solver, steps) result is cached, so a setting seen before answers in the time of a redraw
-    (~0.1-0.2 s). A new one costs the ODE solve plus one exact W2: ~0.5-1 s for 2,000 points on a 2-core CPU. The
-    grid solvers x steps_options is computed ahead: precompute="background" (a daemon thread, started at
-    construction: ~10-20 s for the whole grid with 2,000 points, the default setting first), "now" (before
-    returning) or None (on first use only). `wait()` blocks until the grid is done."""
+    Latency (2-core CPU, 2,000 points): every (solver, steps) result is cached, so a setting seen before answers
+    in the time of a redraw (~0.1 s). A new one costs the ODE solve plus one exact W2: 0.7-1.1 s. The grid
+    solvers x steps_options can be computed ahead: precompute=None (the default: each setting on first use, so
+    nothing runs behind later cells of a notebook, which may be timing something), "background" (a daemon
+    thread started at construction, the default setting first: the 18 settings of the default grid take ~12 s,
+    after which every setting is instant; for live sessions) or "now" (~13 s before returning; the static figure
+    then shows the whole G-against-NFE curve). `wait()` blocks until a precomputed grid is done."""
 
     def __init__(self, model, ref: metrics.Reference, solver: str = "euler", steps: int = 8,
                  steps_options=(1, 2, 4, 8, 16, 32), solvers=tuple(SOLVERS), particles: int = 16,
-                 shown: int = 1000, t_end: float | None = None, precompute: str | None = "background",
+                 shown: int = 1000, t_end: float | None = None, precompute: str | None = None,
                  seed: int = 0):
         if precompute not in ("background", "now", None):
             raise ValueError(f"precompute must be 'background', 'now' or None, got {precompute!r}")
         unknown = set(solvers) - set(SOLVERS)
         if unknown:
             raise ValueError(f"unknown solver(s) {sorted(unknown)}; choose from {sorted(SOLVERS)}")
-        self.ref, self.particles, self.shown = ref, particles, shown
+        self.ref, self.particles, self.shown, self.precompute = ref, particles, shown, precompute
         self.field, pf = self._field(model)
         self.t_end = (1e-3 if pf else 0.0) if t_end is None else t_end
-        device = getattr(next(model.parameters(), None), "device", "cpu") if isinstance(model, torch.nn.Module) else "cpu"
+        parameter = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
+        device = parameter.device if parameter is not None else "cpu"
         prior_std = float(getattr(model, "prior_std", 1.0))  # VE score SDEs start from N(0, sigma_max^2 I)
         self.x1 = prior_std * torch.randn(len(ref.test), ref.test.shape[1],
                                           generator=torch.Generator().manual_seed(seed)).to(device)  # (n, D)
@@ -416,7 +425,8 @@ class SamplerExplorer(Explorer):
         self.ax_paths.add_collection(self._paths)
         self._starts = self.ax_paths.scatter([], [], s=25, color="C3", marker="x", zorder=4)
         _label_cloud(self.ax_paths, 3.5)
-        self._quality = {s: self.ax_quality.plot([], [], "o-", color=f"C{k}", label=s)[0] for k, s in enumerate(solvers)}
+        self._quality = {s: self.ax_quality.plot([], [], "o-", color=f"C{k}", label=s)[0]
+                         for k, s in enumerate(solvers)}
         self._current = self.ax_quality.plot([], [], "o", ms=16, mfc="none", mec="k", mew=2)[0]
         self.ax_quality.axhline(1.0, color="0.5", lw=1, ls=":")
         self.ax_quality.set_xscale("log", base=2)
@@ -446,8 +456,9 @@ class SamplerExplorer(Explorer):
         self.precomputed.set()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the precomputed grid is done (True) or `timeout` seconds have passed (False)."""
-        return self.precomputed.wait(timeout)
+        """Block until the precomputed grid is done (True) or `timeout` seconds have passed (False); False at
+        once when no grid was asked for (precompute=None)."""
+        return self.precompute is not None and self.precomputed.wait(timeout)
 
     def result(self, solver: str, steps: int) -> SamplerResult:
         """The cached result of one setting, computed on first request (once, whichever thread asks)."""
@@ -503,8 +514,9 @@ class SamplerExplorer(Explorer):
             values += [p[1] for p in points if math.isfinite(p[1])]
         self._current.set_data([r.nfe], [r.gap_closed])
         low = min([0.0, *values]) - 0.1
-        self.ax_quality.set_ylim(max(low, -2.0), 1.15)
-        self.ax_quality.set_title(f"G against NFE ({len(done)} of {len(self.settings)} settings)")
+        self.ax_quality.set_ylim(max(low, G_AXIS_FLOOR), 1.15)
+        cut = ", axis cut at -2" if low < G_AXIS_FLOOR else ""
+        self.ax_quality.set_title(f"G against NFE ({len(done)} of {len(self.settings)} settings{cut})")
 
 
 # -- 4. training playback --------------------------------------------------------------------------------------
@@ -600,7 +612,7 @@ class TrainingPlayback(Explorer):
         self._step_line = self.ax_loss.axvline(steps[-1], color="k", lw=1, ls="--")
         self.ax_loss.set(xlabel="training step", ylabel=f"loss (mean of {self.window} steps)")
         if len(self.smoothed) > 1:
-            self.ax_loss.legend(loc="upper right")
+            self.ax_loss.legend(loc="best")
         return figure
 
     def snapshot_at(self, step: int) -> Snapshot:
