@@ -1065,6 +1065,11 @@ gan_recording = record_snapshots(zoo.make("gan", (2,)), gaussians, steps=1000, e
 gan_playback = TrainingPlayback(gan_recording, lim=3, title="non-saturating GAN")  # samples stored: ~0.1 s a step
 gan_playback.show()
 
+# %% tags=["checks"]
+late = {name: sum(values[-300:]) / 300 for name, values in gan_recording.history.losses.items()}
+print("mean loss over the last 300 steps:", {name: round(value, 3) for name, value in late.items()})
+assert abs(late["discriminator"] - 2 * math.log(2)) < 0.1 and abs(late["generator"] - math.log(2)) < 0.1
+
 # %% [markdown]
 # Reverse KL, $\mathrm{KL}(p_g\,\|\,p_\text{data})$, is **mode-seeking**: it punishes samples
 # where the data has no mass and forgives missing mass, so its samples are precise (a high
