@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 00 Quickstart: every generative loss is a distance
 #
 # *Reading time 10 min, run time under a minute on a 2-core laptop CPU (quick profile).*
@@ -54,7 +54,7 @@ setup = runtime.setup(seed=0)
 use_course_style()
 setup
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## The data and the yardstick
 #
 # Two moons: a 2D distribution whose exact sampler *and* exact density we know. Quality is
@@ -92,7 +92,7 @@ print(f"their mean {fresh_g.mean().item():.3f}, standard deviation {fresh_g.std(
 # than the data: it is as good as fresh data at this sample size, and the spread of the fresh
 # draws is the resolution of $G$.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## One problem, four losses
 #
 # **Intuition first.** Every model makes a *prediction* from the data and is scored against a
@@ -203,7 +203,7 @@ plt.show()
 # only partly counted, so the early values are not yet its negative ELBO. The two regression
 # losses (flow matching, DDPM) fall and flatten above 0: their targets are random given $x_t$.*
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Samples beside the data, and the measurements
 #
 # Each model draws 2,000 samples. We count the network evaluations the sampler really makes
@@ -294,7 +294,7 @@ for name, kl_max in KL_MAX.items():
     assert kl < kl_max, f"{name}: KL estimate {kl:.3f} nats is too large"
 print("all quality checks passed")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Check your understanding
 #
 # 1. Why is the GAN's training loss no measure of its sample quality, while the flow-matching

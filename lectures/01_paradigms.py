@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 01 Paradigms: experience, intuition, and the families (VAEs, flows, GANs, diffusion, autoregressive, world models)
 #
 # *Reading time 95 min, run time 6 to 8 min on a 2-core laptop CPU (quick profile), most of it training.*
@@ -137,7 +137,7 @@ def histories(*titles):
     return {title: trained[title][1] for title in titles}
 
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. Hands-on: four ways to turn noise into data
 #
 # **The story.** All four models below start from the same thing, a draw of Gaussian noise, and
@@ -276,7 +276,7 @@ for name, row in hands_on.items():
 for figure in (fig_hands_on_curves, fig_paradigms):
     check_readable(figure)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. Intuition: a history in which each idea answers the previous one's limit
 #
 # **The story.** No idea in this course came from nowhere. Normalizing flows gave exact
@@ -397,7 +397,7 @@ assert g_langevin > 0.5 and g_euler > 0.8
 for figure in (fig_history, fig_samplers):
     check_readable(figure)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Check your understanding
 #
 # 1. The VAE and the GAN both sample with one network evaluation. What does the VAE give you
@@ -707,7 +707,7 @@ for label, q in sample_quality_rows.items():  # independent codes: measurably wo
 for figure in (fig_bounds, fig_rd, fig_bvae, fig_recon, fig_code_samples, fig_vae_curves):
     check_readable(figure)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Check your understanding
 #
 # 1. Why can the importance-weighted bound never exceed $\log p_\theta(x)$ on average, and why
@@ -775,7 +775,7 @@ for point in moons_ref.test[:5]:
 print(f"max |log|det J| (autograd) - sum of log-scales| = {jacobian_gap:.1e}")
 assert jacobian_gap < 1e-4
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### 5.2 Continuous normalizing flows: maximum likelihood through an ODE
 #
 # **Intuition.** Replace a few big invertible layers by infinitely many small ones: an ODE.
@@ -801,7 +801,7 @@ for name, model in (("cnf", cnf), ("cnf_hutchinson", cnf_hutchinson)):
                           G=r.gap_closed, NLL=r.nll, NFE=r.nfe))
 display(Markdown(markdown_table(flow_rows[1:], ["model", "train_s", "ms_per_step", "G", "NLL", "NFE"])))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### 5.3 Flow matching, with independent and with optimal-transport couplings
 #
 # **Intuition.** Flow matching skips the simulation. It pairs each data point $x_0$ with a noise
@@ -863,7 +863,7 @@ display(Markdown(markdown_table(flow_rows, ["model", "train_s", "ms_per_step", "
 s_independent, s_ot = flow_rows[-2]["straightness"], flow_rows[-1]["straightness"]
 print(f"straightness: independent {s_independent:.3f}, OT {s_ot:.3f} (ratio {s_ot / s_independent:.2f})")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### 5.4 Rectified flow: reflow makes paths straight, and few steps enough
 #
 # **Intuition.** A trained flow is itself a coupling: it sends each noise draw to one data point.
@@ -957,7 +957,7 @@ assert rf_rows[1]["G_1_step"] > rf_rows[0]["G_1_step"] + 0.2, "one Euler step mu
 for figure in (fig_couplings, fig_reflow, fig_flow_curves):
     check_readable(figure)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Check your understanding
 #
 # 1. Why is the log-determinant of an affine coupling layer a plain sum, and what would it cost
@@ -1080,7 +1080,7 @@ by_label = {r["model"]: r for r in gan_rows}
 print(f"high-quality fraction: reverse KL {by_label['f_gan (reverse_kl)']['high_quality']:.2f}, "
       f"forward KL {by_label['f_gan (kl)']['high_quality']:.2f}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### 6.2 Mode collapse, and what cures it
 #
 # **Intuition.** With wide modes every variant above covers the ring. Narrow modes (std 0.02,
@@ -1201,7 +1201,7 @@ assert ppl_w < ppl_z
 for figure in (fig_gans, fig_gan_curves, fig_collapse, fig_collapse_curves, fig_style):
     check_readable(figure)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Check your understanding
 #
 # 1. Why does the minimax generator loss $\log(1 - D(G(z)))$ give the generator almost no
@@ -1213,7 +1213,7 @@ for figure in (fig_gans, fig_gan_curves, fig_collapse, fig_collapse_curves, fig_
 # 4. The R1 penalty is zero-centred: it pushes $|\nabla_x D(x)|$ towards 0 on real data. Why does
 #    a flat discriminator around the data help a generator that is stuck on a few modes?
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. The diffusion family
 #
 # **The story.** Lecture 00 trained one diffusion model; this section takes the family apart.
@@ -1285,7 +1285,7 @@ noise_explorer.update(schedule="VP-linear", t=crossing["VP-linear"])
 assert abs(noise_explorer.alpha_bar - 0.5) < 0.02 and crossing["VP-linear"] < 0.35  # VP-linear: equal strength early
 noise_explorer.update(schedule="VP-linear", t=0.3)  # back to the default state
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### 7.2 Three things a network can predict
 #
 # **Intuition.** Given a noisy point $x_t$ and the time $t$, knowing which noise was added is the
@@ -1541,7 +1541,7 @@ print(f"G, 1,000 ancestral steps: {', '.join(f'{g:.3f}' for g in ancestral_g)}; 
       f"20 DDIM steps: {', '.join(f'{g:.3f}' for g in ddim20_g)}; mean gap {ddim20_gap:+.3f}")
 
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### 7.5 One step: consistency models
 #
 # **Intuition.** The probability-flow ODE is deterministic: each noise point has exactly one
@@ -1628,7 +1628,7 @@ plt.show()
 # price moved from sampling to training: distillation needs a trained teacher and a second
 # training run.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### 7.6 Latent space makes it cheap
 #
 # **Intuition.** An 8x8 digit has 64 pixels, but the digits vary in far fewer ways: stroke,
@@ -1715,7 +1715,7 @@ for figure in (fig_noising, fig_targets, fig_sde, fig_steps, fig_consistency):
     check_readable(figure)
 print("section 7 checks passed")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Check your understanding
 #
 # 1. A network predicts $\hat x_0$. Write the noise it implies and explain why an error of 0.01 in
@@ -1728,7 +1728,7 @@ print("section 7 checks passed")
 # 5. Latent diffusion was not faster per network evaluation here. Under what conditions is it,
 #    and why is it still cheaper for a given quality?
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. The autoregressive family
 #
 # **The story.** Every joint distribution factorises by the chain rule of probability, in any
@@ -1902,7 +1902,7 @@ plt.show()
 # the same digit. The same recipe, with larger tokenizers and transformers, is how VQ-GAN,
 # DALL-E (Esser et al. 2021; Ramesh et al. 2021) and many image and audio models generate.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### 8.5 WaveNet: the chain rule on a signal, and how far back it can look
 #
 # Sound is a sequence too, only a long one: a second of speech is 16,000 numbers where a digit's
@@ -2014,7 +2014,7 @@ plt.show()
 # WaveNets, at 16,000 steps per second of audio, were distilled into parallel samplers to be used
 # at all (van den Oord et al. 2018).
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### 8.6 Other orders: next scale (VAR) and random order over continuous tokens (MAR)
 #
 # Raster order is a choice, and two recent models show what else the chain rule allows.
@@ -2119,7 +2119,7 @@ check_readable(fig_fields)
 check_readable(fig_wavenet)
 print("section 8 checks passed")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Check your understanding
 #
 # 1. Why does one forward pass give all 64 conditionals of a training image, but sampling needs 64
@@ -2322,7 +2322,7 @@ plt.show()
 # the ball unchanged: that is what makes it usable for planning (choose the actions whose
 # imagined future you like), the idea behind learning to act inside a world model.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### 9.3 V-JEPA: the same idea on video
 #
 # V-JEPA (Bardes et al. 2024) moves JEPA from images to clips. The tokens become **tubelets**
@@ -2437,7 +2437,7 @@ for figure in (fig_jepa, fig_rollout):
     check_readable(figure)
 print("section 9 checks passed")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Check your understanding
 #
 # 1. Why does JEPA need an asymmetry between its two encoders, when a masked autoencoder
@@ -2451,7 +2451,7 @@ print("section 9 checks passed")
 # 6. In Transfusion, why is attention bidirectional inside the image but causal across the
 #    sequence? What would go wrong with a fully causal mask over the patches?
 #
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 10. Six families side by side
 #
 # One row per family, every number measured in this run or recorded with its checkpoint. Three
@@ -2538,7 +2538,7 @@ print("section 10 checks passed")
 total_train_s = sum(h.seconds for _, h in trained.values())
 print(f"{len(trained)} models trained in {total_train_s:.0f} s of training in total")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # - **Four paradigms, four prices.** A VAE and a GAN sample in one network evaluation; a flow

@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 02 Proofs: the equivalences, derived and machine-checked
 #
 # *Reading time about 60 minutes, run time about a minute on a 2-core laptop CPU (quick profile).*
@@ -85,7 +85,7 @@ setup = runtime.setup(seed=0)
 use_course_style()
 setup
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Part I. Diffusion, read three ways
 #
 # One diffusion model, three descriptions: a regression on noise (DDPM), a score model (score
@@ -179,7 +179,7 @@ show("1.5")
 # %%
 show("1.6")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### 2. The probability-flow ODE and the SDE have the same marginals
 #
 # **Why it should be true.** Picture a crowd of particles spreading out under noise. Each
@@ -409,7 +409,7 @@ print(f"max distance between the two trajectories: {trajectory_gap:.2e} (data un
 # %%
 show("3.10")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Three things a network can predict: one loss, three weights (steps 3.11-3.14)
 #
 # **Why it should be true.** Given $x_t=\alpha x_0+\sigma\varepsilon$, knowing the noise is knowing
@@ -498,7 +498,7 @@ for name in ("reverse SDE (Euler-Maruyama)", "probability-flow ODE (Heun)"):
     assert abs(spread[name] - spread["exact samples of $p_0$"]) < 0.02, (name, spread)
 print("Part I checks passed")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Check your understanding (Part I)
 #
 # 1. DDPM's network predicts noise and is never told about scores. Which line of `DDPM.score`
@@ -510,7 +510,7 @@ print("Part I checks passed")
 # 4. A colleague trains flow matching and wants to sample it with a DDPM sampler. What two maps do
 #    they need, and what happens if they use $\bar\alpha=(1-t)^2$?
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Part II. Adversarial and energy views
 #
 # A GAN never writes down a density, an energy-based model never normalises one. Results 4 to 6
@@ -690,7 +690,7 @@ show("5.13")
 # %%
 show("5.14")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### 6. Energy-based views
 #
 # **Why it should be true.** Any positive density can be written $p=e^{-E}/Z$: low energy, high
@@ -797,7 +797,7 @@ assert d_star_line[0].item() < 0.05 and d_star_line[-1].item() < 0.05, "D* must 
 assert torch.allclose(d_star_line, log_p.exp() / (log_p.exp() + log_q.exp()), atol=1e-12)
 print("Part II checks passed")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Check your understanding (Part II)
 #
 # 1. A discriminator reaches $D(x)=0.8$ at some $x$. If it is optimal, what is $p_\text{data}(x)/p_g(x)$?
@@ -808,7 +808,7 @@ print("Part II checks passed")
 # 4. Write the ELBO as an energy and an entropy. Which term does the reparameterised encoder
 #    noise make larger, and why does the bound reward it?
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Part III. Dynamics and likelihood
 #
 # Diffusion moves probability mass over time. Results 7 to 9 ask *which functional that motion
@@ -948,7 +948,7 @@ print("JKO error at tau = 2:", ", ".join(f"step {k}: {v:.4f}" for k, v in jko_er
 # %%
 show("7.7")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### 8. Exact likelihood through the probability-flow ODE
 #
 # **Why it should be true.** Follow a small blob of probability mass along the flow. The mass in
@@ -1044,7 +1044,7 @@ print(f"within 3 nats of a mode: max error {ode_error[64][near_modes].max().item
 # %%
 show("8.4")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### 9. Continuous normalising flows: the trace and Hutchinson's estimator
 #
 # **Why it should be true.** The divergence is the trace of the Jacobian $J=\partial f/\partial x$, and
@@ -1166,7 +1166,7 @@ for k, measured in zip(probe_counts, measured_var):
     assert abs(measured * k / var_rademacher - 1) < 0.15, f"variance with {k} probes: {measured}"
 print("Part III checks passed")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Check your understanding (Part III)
 #
 # 1. The forward noising process is a W2 gradient flow. Of which functional, and why is the reverse
@@ -1178,7 +1178,7 @@ print("Part III checks passed")
 # 4. In $d=3{,}072$ (a 32x32 colour image), how many backward passes does the exact trace cost per
 #    ODE step, and what does Hutchinson trade for the saving?
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Part IV. Samplers, denoisers, and small facts
 #
 # ### 10. DDIM is an Euler step of the probability-flow ODE
@@ -1304,7 +1304,7 @@ print(f"max |DDIM - Euler| over all iterates: {ddim_euler_gap:.1e}; "
 # %%
 show("10.7")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### 11. Tweedie's formula
 #
 # **Why it should be true.** You see a noisy point $x_t$ and must guess the clean $x_0$. Dividing by
@@ -1500,7 +1500,7 @@ tweedie_gap = (tweedie_1d - exact_posterior).abs().max().item()
 assert tweedie_gap < 1e-9, f"Tweedie with DDPM.score vs the exact posterior mean: {tweedie_gap:.1e}"
 print("Part IV checks passed")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Check your understanding (Part IV)
 #
 # 1. DDIM with 10 steps is deterministic and fast. Name the ODE it solves, the variables in which
@@ -1511,7 +1511,7 @@ print("Part IV checks passed")
 #    one line. Why does it look blurry at large $t$?
 # 4. A 12-layer WaveNet with kernel 3: what is its receptive field?
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Part V. Two questions from lecture 01
 #
 # Lecture 01 asked three questions. *Is flow matching diffusion?* was answered by result 3. The
@@ -1707,7 +1707,7 @@ assert gan_score_gap < 1e-10, f"grad of the optimal logit vs score difference: {
 assert abs(kl_rate / predicted_rate - 1) < 1e-4, f"dKL/dh = {kl_rate} vs -E|grad logit|^2 = {predicted_rate}"
 print("Part V checks passed")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Check your understanding (Part V)
 #
 # 1. In the VAE reading of diffusion, what plays the role of the encoder, and why does it have no
@@ -1719,7 +1719,7 @@ print("Part V checks passed")
 # 4. Why can a diffusion model follow $\nabla\log p_\text{data}$ directly, while a GAN only ever gets
 #    the difference $\nabla\log p_\text{data}-\nabla\log p_g$?
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Every check, in one table
 #
 # The same table as `python -m unigm.course.derivations` (the command exits non-zero if any check
@@ -1732,7 +1732,7 @@ print(derivations.table(reports))
 assert all(r.passed for r in reports)
 print(f"{len(reports)} checks across {len({r.check.result for r in reports})} results")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Summary
 #
 # - **Diffusion is score matching.** The score of a Gaussian noising kernel is the added noise,

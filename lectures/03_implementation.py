@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 03 Implementation: one API for every model
 #
 # *Reading time about 50 minutes, run time 1 to 1.5 minutes on a 2-core CPU (quick profile; 68 s
@@ -89,7 +89,7 @@ ref = metrics.reference(moons)  # held-out data, the data-vs-data floor and the 
 queue = TrainingQueue([Job("gan", moons), Job("ddpm", moons)])
 setup
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # Part I. The design
 #
 # ## 1. The design in one picture
@@ -256,7 +256,7 @@ assert nfe_of["ddpm"] == 1000 and nfe_of["flow_matching"] == 64 and nfe_of["gan"
 assert {row["model"] for row in table if row["log_prob"] == "yes"} >= {"ddpm", "flow_matching", "realnvp", "vae"}
 assert all(row["log_prob"] == "no" for row in table if row["paradigm"] == "Implicit")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. The contract per paradigm
 #
 # **Intuition.** A base class is a list of questions a model agrees to answer. `GenerativeModel`
@@ -331,7 +331,7 @@ for row in convention:
 assert [row["model"] for row in convention if row["alpha(1)"] == 0.0] == [
     r["model"] for r in convention if r["path"] == "linear"]
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. A new model in a few lines
 #
 # **Intuition.** Blur the data with Gaussian noise of size $\sigma$. For one blurred point, the
@@ -487,7 +487,7 @@ assert ncsn_quality.gap_closed >= zoo.recipe("ncsn").min_quality["two_moons"], n
 assert loss_by_level[0] > 0.8 and loss_by_level[-1] < 0.3 and loss_by_level[0] > 3 * loss_by_level[-1], loss_by_level
 assert ncsn_lines <= 30, ncsn_lines
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Adversarial models in the same trainer
 #
 # **Intuition.** A GAN is two networks with two losses, each updated while the other is held still.
@@ -575,7 +575,7 @@ assert all(turn["trainable parameters"] == gan_parameters[turn["player"]] for tu
 assert bench.check_gate(Job("gan", moons), gan_quality.gap_closed)  # the recipe's gate, not a number typed here
 assert abs(final_losses["discriminator"] - 2 * math.log(2)) < 0.1 and abs(final_losses["generator"] - math.log(2)) < 0.1
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Check your understanding (Part I)
 #
 # 1. The class diagram has no edge between `DDPM` and `FlowMatching`, yet lecture 02 proved the two
@@ -587,7 +587,7 @@ assert abs(final_losses["discriminator"] - 2 * math.log(2)) < 0.1 and abs(final_
 # 4. A WGAN updates its critic five times per generator update. Where in the code does that number
 #    live, and what in `fit` changes to support it?
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # Part II. Samplers and the fast path
 #
 # ## 5. Samplers as functions of a callable
@@ -830,7 +830,7 @@ sampler_explorer = SamplerExplorer(ddpm, ref, solver="euler", steps=8, t_end=T_M
 # each setting is solved on first use, then cached; nothing runs in the background while section 6 times things
 sampler_explorer.show()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. The fast path
 #
 # **Intuition.** The sampling loop calls a small network many times. On a CPU, each call of a
@@ -890,7 +890,7 @@ for row in fast_rows:
     assert row["speedup"] > 1.3, row  # measured side by side: the graph removes per-step overhead
 assert fast_rows[1]["plain ms"] < 8 * fast_rows[0]["plain ms"], fast_rows  # 64x the samples, far from 64x the time
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Check your understanding (Part II)
 #
 # 1. Heun's error at 64 steps is smaller than Euler's at 128, though both cost 128 evaluations.
@@ -903,7 +903,7 @@ assert fast_rows[1]["plain ms"] < 8 * fast_rows[0]["plain ms"], fast_rows  # 64x
 # 4. Would you expect the fast path's speedup at batch 4096 to be larger or smaller than at 64, and
 #    why? (`python -m unigm.bench samplers` measures it.)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # Part III. Training beyond one process
 #
 # ## 7. Gradient accumulation, exact resume, torchrun
@@ -940,7 +940,7 @@ gradient_gap = max((p.grad - g).abs().max().item() for p, g in zip(big_batch.par
 print(f"{len(first_step.batch)} examples in the step; max |accumulated - big-batch gradient| = {gradient_gap:.1e} "
       f"(largest gradient entry {max(g.abs().max().item() for g in first_step.grads):.2f})")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### 7.2 Exact resume
 #
 # A run that crashes should continue as if nothing had happened. `fit(checkpoint_path=...,
@@ -1084,7 +1084,7 @@ assert two_processes["world_size"] == 2
 assert ddp_weight_gap < 1e-4 and ddp_loss_gap < 1e-5, (ddp_weight_gap, ddp_loss_gap)
 assert abs(bytes_per_parameter - 16) < 0.01, bytes_per_parameter
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. Profiling one training step
 #
 # **Intuition.** Before making anything faster, measure where the time goes. PyTorch (Paszke et
@@ -1171,7 +1171,7 @@ assert achieved < 0.5 * peak, (achieved, peak)  # far from the arithmetic limit
 assert step_ms[16] > 0.3 * step_ms[256], step_ms  # 16x fewer examples, nowhere near 16x less time
 assert step_ms[4096] > 3 * step_ms[256], step_ms  # large batches do become arithmetic-bound
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Check your understanding (Part III)
 #
 # 1. With `accumulate=4` and `batch_size=64`, how many examples does each optimiser step average

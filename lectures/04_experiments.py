@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 04 Experiments: the evaluation protocol, and one benchmark for every model
 #
 # *Reading time 70 min, run time about 40 s on a 2-core laptop CPU (quick profile). Part 1
@@ -127,7 +127,7 @@ def plot_metric_curves(x, qualities, xlabel, floor_draws, title, reverse=False):
     return fig
 
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The yardstick: a judge, seven metrics and their floors
 #
 # **Intuition.** On two moons (lecture 00) we compared point clouds directly with $W_2$. A digit
@@ -343,7 +343,7 @@ assert np.mean(floor_draws["nn1_accuracy"]) < np.mean(pixel_nn1["train"])  # tra
 assert all(0.4 < a < 0.6 for a in pixel_nn1["train"] + pixel_nn1["val"])
 print("section 1 checks passed")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. Data vs corrupted data: does every metric see damage?
 #
 # **Intuition.** Take the 270 fresh train digits (a perfect model) and damage them by a known,
@@ -449,7 +449,7 @@ assert noisy_q[-1].model.frechet_distance > 3 * noisy_q[0].floor.frechet_distanc
 assert blurred_q[-1].model.frechet_distance > 3 * noisy_q[-1].model.frechet_distance
 print("section 2 checks passed")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Data vs mode-dropped data: fidelity without diversity
 #
 # **Intuition.** Mode collapse, the GAN failure of lecture 01, produces perfect-looking samples
@@ -523,7 +523,7 @@ assert all(abs(q.model.inception_score - k) < 0.6 for k, q in zip(CLASSES_KEPT, 
 assert (np.diff([q.model.frechet_distance for q in dropped_q]) > 0).all()
 print("section 3 checks passed")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Data vs memorised training images: what catches a copy?
 #
 # **Intuition.** A model with enough capacity can learn its training set by heart and return
@@ -620,7 +620,7 @@ assert (np.diff(nn1_train) < 0).all(), nn1_train
 assert d_copy.max() < d_new.min(), (d_copy.max(), d_new.min())  # the histograms do not overlap
 print("section 4 checks passed")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Bits per dimension, done right
 #
 # **Intuition.** Likelihood models (VAEs, flows, diffusion through its ODE, autoregressive
@@ -750,7 +750,7 @@ assert np.mean(estimates) > exact_bits + 3 * np.std(estimates), (np.mean(estimat
 assert abs(log_bin.exp().sum(0) - 1).max() < 1e-9  # the exact bin probabilities of each pixel sum to 1
 print("section 5 checks passed")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. "Compare the losses?"
 #
 # **Intuition.** Every family of lecture 00 prints a training loss, and it is tempting to put
@@ -863,7 +863,7 @@ assert fd_b < 2 * quality.floor.frechet_distance and fd_a > 10 * fd_b  # ... the
 assert loss_q["A: mean image"].model.classes_covered <= 1 and loss_q["B: random digit"].model.classes_covered == 10
 print("section 6 checks passed")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. The benchmark: every family on the digits, at matched compute
 #
 # **Intuition.** Section 1 gave us a yardstick that passed its exam; now we hold every model of
@@ -959,7 +959,7 @@ for name, row in live_rows.items():  # the committed table is what this code pro
 assert live_rows["vae"]["quality"]["classes_covered"] == 10 and live_rows["vae"]["quality"]["coverage"] > 0.5
 print("section 7 checks passed")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Samples of every model, in the benchmark's order
 #
 # Numbers first, pictures second, but never numbers alone: the grid below shows the first 16
@@ -1016,7 +1016,7 @@ relative_sd = max(r["FD_sd"] / r["FD_mean"] for r in spread_rows)
 print(f"largest seed-to-seed spread: {100 * relative_sd:.0f}% of the mean FD; gaps smaller than about "
       f"{200 * relative_sd:.0f}% between two rows of the table are within noise")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. Steps against quality: what a network evaluation buys
 #
 # **Intuition.** Training is paid once; sampling is paid for every image. The diffusion-flow
@@ -1158,7 +1158,7 @@ assert beats_independent == {"pixelcnn", "gated_pixelcnn", "pixel_transformer"},
 assert 0 < unseen.any(1).sum().item() <= 10  # a handful of test digits outside the training support
 print("section 9 checks passed")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 10. Latent spaces of the VAE family
 #
 # **Intuition.** A VAE family model is also a map from images to a short code. What does that
@@ -1266,7 +1266,7 @@ assert knn["beta-VAE, beta = 4"] > knn["VAE"] - 0.05  # the stronger prior pull 
 assert min(knn["VQ-VAE"], knn["FSQ"]) > 0.9 > max(knn["VAE"], knn["beta-VAE, beta = 4"])  # longer codes keep more
 print("section 10 checks passed")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 11. A small scaling study: flow matching against steps and width
 #
 # **Intuition.** How does quality improve with compute? Scaling studies (Kaplan et al. 2020 for
@@ -1321,7 +1321,7 @@ assert fd_at[2000, 64] > 1.4 * fd_at[2000, 128]  # 64 -> 128 pays ...
 assert max(fd_at[2000, w] for w in (128, 256, 512)) < 1.3 * min(fd_at[2000, w] for w in (128, 256, 512))  # ... beyond, little
 print("section 11 checks passed")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 12. What the benchmark says about the families
 #
 # The table, the curves and the plots answer the course's question family by family. First the
@@ -1374,7 +1374,7 @@ assert by_model["wgan_gp"]["train_seconds"] > 5 * by_model["gan"]["train_seconds
 assert fd("latent_diffusion") > 3 * fd("pixel_ddpm")  # the budget spent on the autoencoder, see above
 print("section 12 checks passed")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Check your understanding
 #
 # 1. A model's FD against the test digits is 6.5 and the floor is 5.8. Is the model worse than

@@ -13,7 +13,7 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 05 Frontier: interpolants, particle flows, and the course in one map
 #
 # *Reading time 60 min, run time about 2-2.5 min on a 2-core laptop CPU (quick profile; 135 s measured alone). Every
@@ -74,7 +74,7 @@ moons = data.toy("two_moons")
 moons_ref = metrics.reference(moons)
 setup
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. Stochastic interpolants: one formula for flows and diffusion
 #
 # **Intuition.** Flow matching draws a straight line from a data point to a noise point and
@@ -208,7 +208,7 @@ assert max(r["G"] for r in sde_rows) > 0.6  # the interpolant learned two moons
 assert sde_rows[0]["G"] - sde_rows[-1]["G"] > 0.03  # with learned fields and 32 steps, the samplers differ
 print("interpolant quality gate passed")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The Schrödinger bridge: an interpolant with an optimal-transport coupling
 #
 # So far $x_0$ and $x_1$ were drawn **independently**. Choose instead the pairs from the entropic
@@ -338,7 +338,7 @@ assert max(r["mean@64"] for r in summary) - min(r["mean@64"] for r in summary if
 assert min(r["mean@64"] for r in summary) > 0.6  # every schedule learns the moons given enough steps
 print("schedule experiment checks passed")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. DiffFlow: GANs and diffusion as particle flows
 #
 # **Intuition.** Think of a generator's samples as particles. A GAN's discriminator tells each
@@ -509,7 +509,7 @@ print("Energy Matching checks passed")
 # Boltzmann phase is what gives the model a usable density $e^{-E/T}$ near the data, which plain
 # flow matching does not have.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Wasserstein gradient flows with particles, and transport that may create mass
 #
 # **Intuition.** Lecture 02 proved that the forward noising process is a gradient flow: it moves a
@@ -650,7 +650,7 @@ print("unbalanced OT checks passed")
 # the circles show mass destroyed at the source (blue) and created at the target (red), in
 # proportion to their size.*
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. A frontier tour, built earlier in the course
 #
 # Several methods at the front of the field are already in the course, trained and measured.
@@ -688,7 +688,7 @@ tour = [
 ]
 display(Markdown(markdown_table(tour, ["method", "where", "result"])))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. The course in one map
 #
 # Six lectures ago the course promised that VAEs, flows, GANs, diffusion, autoregressive models
@@ -750,7 +750,7 @@ print(f"{len(proofs)} derivation checks behind the map passed; the map is connec
 # - **Open questions**: which interpolant is best for which data, how to train energy-based
 #   models stably at scale, and how to evaluate models that no metric in lecture 04 was built for.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Check your understanding
 #
 # 1. Write the interpolant of DDPM's VP path in the form $\alpha_t x_0 + \beta_t x_1 + \gamma_t z$.
