@@ -1,4 +1,5 @@
-# Unified Generative Models: make lab | make test | make course | make bench | make checkpoints | make exercises
+# Unified Generative Models: make lab | make test | make course | make site | make slides | make browser-test
+#                            make bench | make checkpoints | make exercises
 # Everything runs inside .venv, created on first use from the pins in requirements.lock.
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
@@ -7,7 +8,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 export UNIGM_PROFILE ?= quick
 
-.PHONY: lab test course bench checkpoints exercises notebooks kernel clean
+.PHONY: lab test course site slides browser-test browser-deps bench checkpoints exercises notebooks kernel clean
 
 $(INSTALLED): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; set PYTHON=/path/to/python3.11")'
@@ -26,14 +27,34 @@ kernel: $(INSTALLED)  ## register the venv as the Jupyter kernel "Python (unigm)
 lab: notebooks kernel  ## open JupyterLab on the lectures
 	$(VENV)/bin/jupyter lab lectures/ $(LAB_ARGS)
 
-test: $(INSTALLED)  ## library tests, then every lecture executed with nbval (quick profile)
-	rm -rf build/test-notebooks
+test: $(INSTALLED)  ## library tests, every lecture executed with nbval (quick profile; kept in build/executed), the mutation check, then the site, the slides and the browser test
+	rm -rf build/test-notebooks build/executed build/timings.json
 	$(PY) -m unigm.course.cli notebooks --out build/test-notebooks
 	rm -f build/gates-asserted.jsonl
-	UNIGM_GATE_LOG=$(CURDIR)/build/gates-asserted.jsonl $(PY) -m pytest tests build/test-notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider --durations=20 --junitxml=build/junit.xml
+	UNIGM_GATE_LOG=$(CURDIR)/build/gates-asserted.jsonl $(PY) -m pytest tests build/test-notebooks --ignore=tests/browser --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider -p unigm.course.nbrecord --executed-out build/executed --durations=20 --junitxml=build/junit.xml
+	$(PY) tests/mutations.py
+	$(MAKE) --no-print-directory browser-test
 
 course: $(INSTALLED)  ## execute every lecture headless into build/executed (+ HTML, build/timings.json)
 	$(PY) -m unigm.course.cli course --out build
+
+site: $(INSTALLED)  ## static HTML site (lectures as executed, exercises, README, course map, slides) -> build/site; offline
+	test -d build/executed || $(MAKE) --no-print-directory course
+	$(PY) -m unigm.course.site site --out build/site
+
+slides: $(INSTALLED)  ## reveal.js slides of every lecture -> build/slides (offline: reveal.js and MathJax copied in)
+	test -d build/executed || $(MAKE) --no-print-directory course
+	$(PY) -m unigm.course.site slides --out build/slides
+
+browser-deps:  ## Debian's chromium for the browser test, installed when missing (needs root or sudo and apt)
+	@if [ -z "$$UNIGM_CHROMIUM" ] && ! command -v chromium >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium (the browser test drives it)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null; \
+	fi
+
+browser-test: $(INSTALLED) browser-deps site  ## JupyterLab + headless Chromium: lecture 00 run by a student, the site and slides offline -> build/screenshots
+	$(PY) -m pytest tests/browser -s -p no:cacheprovider --junitxml=build/junit-browser.xml
 
 bench: $(INSTALLED)  ## the zoo on the 2D datasets -> build/bench.json; every image model on the digits (MNIST with UNIGM_PROFILE=full) -> build/bench_images.json, results/ (read by lecture 04); the fast samplers -> build/bench_samplers.json
 	$(PY) -m unigm.bench --out build --readme README.md

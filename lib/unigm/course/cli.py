@@ -3,11 +3,14 @@
     unigm notebooks [--out DIR]      lectures/*.py -> .ipynb (next to the sources by default)
     unigm course [--out build]       execute every lecture, write executed .ipynb + .html and
                                      build/timings.json with each notebook's wall time
+    unigm site [--out build/site]    the static site of the executed lectures (unigm.course.site)
+    unigm slides [--out build/slides] reveal.js slides of every lecture (unigm.course.site)
     unigm download-mnist             fetch MNIST into the data cache (needs network)
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -23,11 +26,26 @@ def lecture_sources(folder: Path = LECTURES) -> list[Path]:
     return sources
 
 
+def source_digest(source: Path) -> str:
+    """The sha256 of a lecture's jupytext source: an executed notebook carries it in
+    metadata["unigm"]["source_sha256"], so the site can tell a stale one from a fresh one."""
+    return hashlib.sha256(Path(source).read_bytes()).hexdigest()
+
+
+def read_source(source: Path):
+    """A lecture's jupytext source as a notebook, stamped with its source file and digest."""
+    import jupytext
+
+    notebook = jupytext.read(source)
+    notebook.metadata["unigm"] = {"source": Path(source).as_posix(), "source_sha256": source_digest(source)}
+    return notebook
+
+
 def to_notebook(source: Path, out_dir: Path | None = None) -> Path:
     """Convert one jupytext percent script to .ipynb (no outputs); return the notebook path."""
     import jupytext
 
-    notebook = jupytext.read(source)
+    notebook = read_source(source)
     target = (out_dir or source.parent) / (source.stem + ".ipynb")
     target.parent.mkdir(parents=True, exist_ok=True)
     jupytext.write(notebook, target)
@@ -36,17 +54,17 @@ def to_notebook(source: Path, out_dir: Path | None = None) -> Path:
 
 def execute(source: Path, out_dir: Path, timeout: int = 1800) -> float:
     """Execute a lecture headless; write the executed notebook and an HTML copy. Returns seconds."""
-    import jupytext
     import nbformat
     from nbclient import NotebookClient
     from nbconvert import HTMLExporter
 
-    notebook = jupytext.read(source)
+    notebook = read_source(source)
     client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(source.parent)}})
     start = time.perf_counter()
     client.execute()
     seconds = time.perf_counter() - start
+    notebook.metadata["unigm"].update(seconds=round(seconds, 2), failed_cells=[], executed_by="nbclient")
     out_dir.mkdir(parents=True, exist_ok=True)
     nbformat.write(notebook, out_dir / (source.stem + ".ipynb"))
     html, _ = HTMLExporter().from_notebook_node(notebook)
@@ -76,6 +94,10 @@ def main(argv=None) -> int:
     co = sub.add_parser("course", help="execute every lecture into build/executed with HTML and timings")
     co.add_argument("sources", nargs="*", type=Path)
     co.add_argument("--out", type=Path, default=Path("build"))
+    for name, what in (("site", "the static site of the executed lectures"), ("slides", "reveal.js slides")):
+        built = sub.add_parser(name, help=f"{what}, from build/executed (make course or make test)")
+        built.add_argument("--executed", type=Path, default=Path("build/executed"))
+        built.add_argument("--out", type=Path, default=None)
     sub.add_parser("download-mnist", help="download MNIST into the data cache ($UNIGM_DATA or ~/.cache/unigm)")
     args = parser.parse_args(argv)
 
@@ -84,6 +106,10 @@ def main(argv=None) -> int:
             print(to_notebook(source, args.out))
     elif args.command == "course":
         course(args.sources or lecture_sources(), args.out)
+    elif args.command in ("site", "slides"):
+        from . import site
+
+        return site.main([args.command, "--executed", str(args.executed)] + (["--out", str(args.out)] if args.out else []))
     elif args.command == "download-mnist":
         from ..data import download_mnist
 
