@@ -32,7 +32,7 @@ test: $(INSTALLED)  ## library tests, every lecture executed with nbval (quick p
 	$(PY) -m unigm.course.cli notebooks --out build/test-notebooks
 	rm -f build/gates-asserted.jsonl
 	UNIGM_GATE_LOG=$(CURDIR)/build/gates-asserted.jsonl $(PY) -m pytest tests build/test-notebooks --ignore=tests/browser --nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider -p unigm.course.nbrecord --executed-out build/executed --durations=20 --junitxml=build/junit.xml
-	$(PY) tests/mutations.py
+	OMP_NUM_THREADS=1 $(PY) tests/mutations.py
 	$(MAKE) --no-print-directory browser-test
 
 course: $(INSTALLED)  ## execute every lecture headless into build/executed (+ HTML, build/timings.json)

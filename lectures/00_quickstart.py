@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown] slideshow={"slide_type": "slide"}
-# # 00 Quickstart: every generative loss is a distance
+# # 00 Quickstart: every generative loss estimates a divergence, or a bound on one
 #
 # *Reading time 10 min, run time under a minute on a 2-core laptop CPU (quick profile).*
 #
@@ -31,10 +31,16 @@
 # **The story.** A generative model is a distribution $p_\theta$ that we want close to
 # $p_\text{data}$. Picture two clouds of points, the data and the model's samples: training pushes
 # one onto the other. The families of this course (VAEs, GANs, flows, diffusion, ...) differ in
-# **which distance they measure** between the clouds and **which path carries noise to data**,
-# not in the goal. Below, four real models from the course library are built, their training
-# losses are written out as *distance(prediction, target)* on the same batch of data, all four
-# are trained live, and then measured side by side on held-out data.
+# **which divergence between the clouds their loss estimates, or bounds**, and **which path
+# carries noise to data**, not in the goal. Pointwise, each loss is a distance between a
+# prediction and a target; averaged over data, it is a divergence or a bound on one: the negative
+# ELBO is $\mathrm{KL}(p_\text{data}\,\|\,p_\theta)$ plus the data's entropy plus a non-negative gap,
+# the GAN discriminator's loss at its optimum is $\log4-2\,\mathrm{JSD}$, DDPM's loss is a reweighted
+# negative ELBO (lecture 02, results 6, 4 and 1), and for a Lipschitz velocity field flow
+# matching's excess error bounds $W_2$ between the flow's samples and the data (Benton,
+# Deligiannidis & Doucet 2023, arXiv:2305.16860). Below, four real models from the course
+# library are built, their training losses are written out as *distance(prediction, target)* on the
+# same batch of data, all four are trained live, and then measured side by side on held-out data.
 
 # %%
 import time
@@ -212,7 +218,8 @@ plt.show()
 # importance-weighted bound (a lower bound), flow matching and DDPM exactly (up to ODE
 # discretisation) through the probability-flow ODE and the instantaneous change of variables.
 # The true $\log p_\text{data}$ of the same points is the ceiling: the average gap is an
-# estimate of $\mathrm{KL}(p_\text{data}\,\|\,p_\theta) \ge 0$.
+# estimate of $\mathrm{KL}(p_\text{data}\,\|\,p_\theta) \ge 0$, where for DDPM $p_\theta$ is the density
+# of its probability-flow ODE (more on this below the table).
 
 # %%
 PARADIGM = {"vae": "likelihood (bound)", "gan": "implicit", "flow_matching": "flow", "ddpm": "score"}
@@ -268,6 +275,20 @@ display(Markdown("\n".join(rows)))
 # (32 Heun steps) and DDPM 1,000, which is why they are the slow samplers and why later lectures
 # care about few-step samplers. Only the GAN has no likelihood at all.
 #
+# **One DDPM or two?** The DDPM row mixes two models. Its samples, and so its $W_2$ and $G$, come
+# from the ancestral sampler, a stochastic chain; its $\log p(x)$ comes from the probability-flow
+# ODE. The two share one distribution only with the exact score and exact integration (lecture 02,
+# check 8.5 measures how a slightly wrong score pulls them apart); with a learned score they are two
+# models, and the KL estimate below belongs to the ODE one. To measure the samples of the model
+# whose density we evaluated, draw them through that same ODE: DDIM with $\eta=0$ is Euler's method
+# on it (lecture 02, result 10), here on 100 steps.
+
+# %%
+ddpm_ode_samples = models["ddpm"].sample(2000, steps=100, eta=0.0, generator=torch.Generator().manual_seed(2))
+ddpm_ode_quality = metrics.sample_quality(ddpm_ode_samples, ref)
+print(f"DDPM, ancestral sampler (1,000 steps): G = {results['ddpm']['quality'].gap_closed:.3f}; "
+      f"its probability-flow ODE (DDIM eta = 0, 100 steps): G = {ddpm_ode_quality.gap_closed:.3f}")
+#
 # **Predict.** Flow matching sampled above with 32 Heun steps. With plain Euler steps, how few
 # can it take before the moons visibly blur, and does $G$ fall smoothly or suddenly? Move the
 # *steps* slider (and try the solvers): each setting integrates the trained model's ODE from the
@@ -297,7 +318,8 @@ flow_explorer.show()  # a static figure of the default state, then the live expl
 # $\mathbb{E}[\log p_\text{data} - \log p_\theta]$ on held-out points estimates
 # $\mathrm{KL}(p_\text{data}\,\|\,p_\theta)$: it may not be negative beyond its noise (no
 # model beats the true density), and it must stay small. The VAE's value is a lower bound on its
-# log-likelihood, so its estimated gap is larger.
+# log-likelihood, so its estimated gap is larger. DDPM's log-likelihood is its ODE model's, so the
+# samples of that ODE model must pass DDPM's gate too.
 
 # %% tags=["checks"]
 G_MIN = {name: zoo.recipe(name).min_quality[dist.name] for name in names}
@@ -306,6 +328,7 @@ for name, g_min in G_MIN.items():
     g = results[name]["quality"].gap_closed
     print(f"{name:>14}: G = {g:.3f} (must be >= {g_min})")
     assert g >= g_min, f"{name}: G = {g:.3f} < {g_min}"
+assert ddpm_ode_quality.gap_closed >= G_MIN["ddpm"], f"DDPM's PF-ODE samples: G = {ddpm_ode_quality.gap_closed:.3f}"
 for name, kl_max in KL_MAX.items():
     gap = true_log_p - results[name]["log_p"]  # pointwise log p_data - log p_theta
     kl, stderr = gap.mean().item(), gap.std().item() / len(gap) ** 0.5
@@ -329,7 +352,8 @@ print("all quality checks passed")
 #
 # - Every training loss here is a distance between a prediction and a target: a negative ELBO
 #   (reconstruction plus a KL to the prior), a cross-entropy of real against fake, and two mean
-#   squared errors on a noised copy of the data (a velocity, a noise).
+#   squared errors on a noised copy of the data (a velocity, a noise). Averaged over the data,
+#   each estimates a divergence between model and data, or a bound on one.
 # - Raw losses are not comparable across families. Samples are: exact $W_2$ to held-out data,
 #   read against its noise floor and a Gaussian baseline, gives one score $G$ for every family.
 #   $G$ is itself noisy: fresh data scatters around a value near 1.

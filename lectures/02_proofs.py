@@ -37,9 +37,11 @@
 # **The story.** Lecture 01 showed six families of generative models side by side and left three
 # questions open: *is diffusion a VAE?*, *is flow matching diffusion?*, *are GANs and diffusion
 # related?* This lecture answers them with twelve exact identities. A diffusion model's noise loss
-# is score matching; its stochastic and deterministic samplers share every marginal; flow matching
-# is the same model seen through another clock; a GAN's discriminator estimates a density ratio;
-# every one of these models can be read as an energy or as a gradient flow.
+# is score matching; with the exact score its stochastic and deterministic samplers share every
+# marginal (a learned score breaks the tie: check 8.5); flow matching with independent noise is the
+# same model seen through another clock; a GAN's discriminator estimates a density ratio. Several of
+# these models also read as energies (result 6), and the forward noising process, not the generator,
+# is a Wasserstein gradient flow (result 7).
 #
 # **How to read this notebook.** The twelve results are grouped in four parts, followed by a fifth
 # that answers lecture 01's questions. Each result starts with *why it should be true* (a picture
@@ -409,6 +411,24 @@ print(f"max distance between the two trajectories: {trajectory_gap:.2e} (data un
 # %%
 show("3.10")
 
+# %% [markdown]
+# Every schedule of the library is one more Gaussian path. Nichol & Dhariwal's cosine schedule
+# (2021, arXiv:2102.09672) with offset $s=0$ is $\bar\alpha=\cos^2(\pi t/2)$: $\alpha=\cos$, $\sigma=\sin$,
+# the trigonometric path, whose matched linear time is $\sin/(\sin+\cos)$; the offset $s$ only shifts
+# and rescales time. Check 3.15 derives the time map and evaluates `schedules.alpha_bar_cosine`.
+#
+# > **Common misstatement →** "every flow-matching model is a Gaussian path, so all of them share the
+# > diffusion model's PF-ODE".
+# >
+# > **Correct statement →** results 3.1 to 3.8 need $x_1$ drawn independently of $x_0$. Minibatch-OT
+# > couplings (OT flow matching) and reflow pairs make $x_1$ depend on $x_0$, so $x_t=(1-t)x_0+tx_1$
+# > is no longer $\alpha_tx_0+\sigma_t\varepsilon$ with independent noise, and the marginals are not the
+# > Gaussian blur of the data. Check 3.16 measures the correlation $\mathbb E[(x_0-m)\cdot x_1]$ of the
+# > library's two couplings.
+
+# %%
+show("3.15", "3.16")
+
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Three things a network can predict: one loss, three weights (steps 3.11-3.14)
 #
@@ -596,7 +616,9 @@ plt.show()
 # **The algebra.**
 # - **Step 5.1.** The five generators satisfy $f(1)=0$ and are convex.
 # - **Steps 5.2 to 5.5.** For smooth, strictly convex $f$ the supremum is where the derivative of
-#   $ut-f(u)$ vanishes: solve $f'(u^*)=t$, then $f^*(t)=u^*t-f(u^*)$.
+#   $ut-f(u)$ vanishes: solve $f'(u^*)=t$, then $f^*(t)=u^*t-f(u^*)$. The supremum runs over
+#   $u=p/q\ge0$ only, so the tangent point must satisfy $u^*\ge0$: for Pearson $\chi^2$,
+#   $u^*=1+t/2$ is negative when $t<-2$, and there the supremum sits at $u=0$, $f^*(t)=-f(0)=-1$.
 #
 # **Predict.** For KL, $f(u)=u\log u$ and $f'(u)=\log u+1$. Guess $f^*(t)$ before sympy computes it.
 
@@ -620,10 +642,11 @@ show("5.1", "5.2", "5.3", "5.4", "5.5")
 
 # %% [markdown]
 # **Step 5.6.** Total variation, $f(u)=\tfrac12|u-1|$, is not differentiable at $u=1$, so the
-# stationarity argument does not apply. Instead: $ut-f(u)$ is piecewise linear with slope
-# $t+\tfrac12$ left of 1 and $t-\tfrac12$ right of 1. It is bounded above exactly when
-# $-\tfrac12\le t\le\tfrac12$, and then its maximum is at the kink, with value $t$. Outside that
-# interval $f^*=+\infty$.
+# stationarity argument does not apply. Instead: on $u\ge0$, $ut-f(u)$ is piecewise linear with
+# slope $t+\tfrac12$ on $[0,1]$ and $t-\tfrac12$ on $[1,\infty)$. For $t>\tfrac12$ it grows without
+# bound: $f^*=+\infty$. For $-\tfrac12\le t\le\tfrac12$ its maximum is at the kink, with value $t$.
+# For $t<-\tfrac12$ it falls from $u=0$ on, so $f^*(t)=-f(0)=-\tfrac12$, a finite value (the
+# density ratio cannot go below 0 to make it larger).
 
 # %%
 show("5.6")
@@ -635,16 +658,16 @@ show("5.6")
 # `activation` actually produces.
 
 # %%
-rows = ["| divergence | $f(u)$ | $u^*$ | $f^*(t)$ derived | activation range |", "|---|---|---|---|---|"]
+rows = ["| divergence | $f(u)$ | $u^*$ | $f^*(t)$, $u\\ge0$ (steps 5.2-5.6) | activation range |", "|---|---|---|---|---|"]
 for name in ["kl", "reverse_kl", "pearson", "jensen_shannon"]:
-    derived, u_star = derive_conjugate(name)
+    derived, u_star = derive_conjugate(name)  # for Pearson only where u* >= 0, i.e. t >= -2
     f_u = GENERATORS[name][0]
     activation = F_DIVERGENCES[name].activation(torch.tensor([-30.0, 0.0, 30.0], dtype=torch.float64))
-    rows.append(f"| {name} | ${sp.latex(f_u)}$ | ${sp.latex(u_star)}$ | ${sp.latex(derived)}$ | "
+    rows.append(f"| {name} | ${sp.latex(f_u)}$ | ${sp.latex(u_star)}$ | ${sp.latex(STATED_CONJUGATES[name])}$ | "
                 f"({activation[0].item():.3g}, {activation[2].item():.3g}) |")
 activation = F_DIVERGENCES["total_variation"].activation(torch.tensor([-30.0, 30.0], dtype=torch.float64))
 rows.append(f"| total_variation | ${sp.latex(GENERATORS['total_variation'][0])}$ | 1 | "
-            f"${sp.latex(STATED_CONJUGATES['total_variation'])}$ on $[-\\frac12,\\frac12]$ | "
+            f"${sp.latex(STATED_CONJUGATES['total_variation'])}$ | "
             f"({activation[0].item():.3g}, {activation[1].item():.3g}) |")
 display(Markdown("\n".join(rows)))
 
@@ -652,12 +675,15 @@ display(Markdown("\n".join(rows)))
 show("5.7", "5.8", "5.9", "5.10", "5.11")
 
 # %% [markdown]
-# All five entries of `F_DIVERGENCES` agree with the derivation (no correction was needed). The
+# All five entries of `F_DIVERGENCES` agree with the derivation, including the two piecewise
+# conjugates (TV and Pearson), and every activation keeps $T$ where $f^*$ is finite. The
 # bound is tight: with the optimal critic $T^*=f'(p/q)$ it equals $D_f$ by quadrature, and a
-# scaled critic $0.9\,T^*$ gives strictly less.
+# scaled critic $0.9\,T^*$ gives strictly less. Check 5.15 then plays the game with the library's
+# `FGAN`: its bound, estimated from samples with the optimal critic, matches $D_f$, and the
+# generator's loss has the bound's gradient, so the generator descends what the critic ascends.
 
 # %%
-show("5.12")
+show("5.12", "5.15")
 
 # %% [markdown]
 # **WGAN is not an f-divergence.** Arjovsky, Chintala & Bottou (2017, arXiv:1701.07875) minimise
@@ -684,8 +710,10 @@ show("5.13")
 # >
 # > **Correct statement →** $-\log(1-e^t)$ is the conjugate of the *GAN* generator
 # > $u\log u-(u+1)\log(u+1)$; for the JS generator above it is $-\log(2-e^t)$ on $t<\log2$. For TV,
-# > $f^*(t)=t$ only on $[-\tfrac12,\tfrac12]$ and $+\infty$ outside, so the critic needs a
-# > bounded activation such as $\tfrac12\tanh$. The check maximises $ut-f(u)$ numerically.
+# > $f^*(t)=t$ only on $[-\tfrac12,\tfrac12]$; it is $+\infty$ above $\tfrac12$ but $-\tfrac12$ below
+# > $-\tfrac12$ (not $+\infty$: the ratio $u=p/q$ is never negative). The critic needs an activation
+# > bounded above by $\tfrac12$, such as $\tfrac12\tanh$. The check maximises $ut-f(u)$ numerically
+# > over $u\ge0$.
 
 # %%
 show("5.14")
@@ -1038,11 +1066,14 @@ print(f"within 3 nats of a mode: max error {ode_error[64][near_modes].max().item
 # > VAEs and normalising flows do".
 # >
 # > **Correct statement →** through the probability-flow ODE both define a continuous normalising
-# > flow, whose likelihood is exact up to the ODE solver. (The stochastic sampler's distribution
-# > is the same $p_0$; the ODE is how its density is *evaluated*.)
+# > flow, whose likelihood is exact up to the ODE solver (check 8.4 shows it on a second data set,
+# > the 25 narrower modes of `grid25`). That density is the ODE model's. The
+# > stochastic sampler draws from the same $p_0$ only with the exact score and exact integration;
+# > with a learned score the two samplers are two different models, and check 8.5 measures how far
+# > apart they land when the score is only 10% too small.
 
 # %%
-show("8.4")
+show("8.4", "8.5")
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### 9. Continuous normalising flows: the trace and Hutchinson's estimator
@@ -1219,9 +1250,10 @@ euler = x / sp.sqrt(a_t) + (sigma_bar_of(a_s) - sigma_bar_of(a_t)) * eps  # x_ba
 assert sp.simplify(x_s / sp.sqrt(a_s) - euler) == 0
 
 # %% [markdown]
-# A straight line of slope $\varepsilon_\theta$. The remaining steps: 10.2 above; **10.3**, any $\eta$
-# keeps the marginals $q(x_s\mid x_0)=\mathcal N(\sqrt{\bar\alpha_s}x_0,1-\bar\alpha_s)$ (the deterministic part
-# carries variance $1-\bar\alpha_s-\sigma^2$, the noise the missing $\sigma^2$); **10.4**, at $\eta=1$,
+# A straight line of slope $\varepsilon_\theta$. The remaining steps: 10.2 above; **10.3**, any
+# $\eta\in[0,1]$ keeps the marginals $q(x_s\mid x_0)=\mathcal N(\sqrt{\bar\alpha_s}x_0,1-\bar\alpha_s)$ (the deterministic part
+# carries variance $1-\bar\alpha_s-\sigma^2$, the noise the missing $\sigma^2$; above $\eta=1$ that
+# variance turns negative in the last steps, so `ddim_step` refuses $\eta>1$); **10.4**, at $\eta=1$,
 # $\sigma^2$ is DDPM's posterior variance and the mean DDPM's posterior mean: DDIM with $\eta=1$ is the
 # ancestral sampler.
 
@@ -1426,7 +1458,9 @@ show("12.1", "12.2")
 # %% [markdown]
 # > **Common misstatement →** "ten layers of kernel 2 see 1025 samples" ($2^{10}+1$).
 # >
-# > **Correct statement →** $1+(2-1)(2^{10}-1)=1024$: the current sample and 1023 before it.
+# > **Correct statement →** $1+(2-1)(2^{10}-1)=1024$: the current sample and 1023 before it. The
+# > check asks autograd which inputs the stack's last output depends on, a second probe beside the
+# > impulses of 12.2.
 
 # %%
 show("12.3")
@@ -1446,10 +1480,19 @@ show("12.4", "12.5")
 # > $-L,\dots,L$".
 # >
 # > **Correct statement →** the bound is chosen so that exactly $L$ values occur per channel; the
-# > library's `FSQ((8, 5, 5, 5))` has 1000 codes, not $17\cdot11^3$.
+# > library's `FSQ((8, 5, 5, 5))` has 1000 codes, not $17\cdot11^3$: its mixed-radix indices fill
+# > exactly $0,\dots,999$ and decode back to the same codes.
+#
+# A fixed codebook cannot collapse the way a learned one can, but that does not make every code
+# used: an encoder whose outputs fill only part of the box reaches only part of the grid.
+#
+# > **Common misstatement →** "FSQ has no dead codes: all $\prod_iL_i$ codes are used".
+# >
+# > **Correct statement →** every FSQ output is a codebook entry, but which entries occur depends
+# > on the encoder; check 12.14 feeds outputs spread along a plane and counts the codes reached.
 
 # %%
-show("12.6")
+show("12.6", "12.14")
 
 # %% [markdown]
 # **VQ-VAE stop-gradients** (van den Oord, Vinyals & Kavukcuoglu 2017, arXiv:1711.00937). The
@@ -1478,8 +1521,9 @@ show("12.9")
 # > **Common misstatement →** consistency-training pairs drawn with independent noise,
 # > $(x_0+t_{n+1}z,\ x_0+t_nz')$.
 # >
-# > **Correct statement →** the same $z$ for both: then one Euler step of the PF-ODE (the library's
-# > `euler_step` with `probability_flow_ve`) maps $x_{t_{n+1}}$ exactly onto $x_{t_n}$.
+# > **Correct statement →** the same $z$ for both: then $x-x_0$ stays proportional to the noise
+# > level, and the library's VE probability-flow ODE (`probability_flow_ve` with `g_squared_ve`,
+# > the geometric $\sigma(t)$ of Song et al.) carries $x_{t_{n+1}}$ onto $x_{t_n}$.
 
 # %%
 show("12.10")
@@ -1492,6 +1536,16 @@ show("12.10")
 
 # %%
 show("12.11", "12.12")
+
+# %% [markdown]
+# **The VE SDE's diffusion coefficient.** With $\sigma(t)=\sigma_\min(\sigma_\max/\sigma_\min)^t$ the
+# variance-exploding SDE $dx=g(t)\,dW$ needs $g^2=d\sigma^2/dt=2\sigma^2\log(\sigma_\max/\sigma_\min)$
+# (the factor 2 is easy to drop). Check 12.13 differentiates it and then runs the library's VE
+# reverse SDE and probability-flow ODE on Gaussian data, where the variance can be followed exactly
+# through every step: both must bring the prior back to the data's variance.
+
+# %%
+show("12.13")
 
 # %% tags=["checks"]
 # Part IV: what the figures above must show

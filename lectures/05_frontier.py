@@ -218,7 +218,8 @@ print("interpolant quality gate passed")
 # Brownian reference, the stochastic counterpart of OT flow matching. Pairs that are close make
 # short, nearly straight paths. Note what this breaks: with a coupling, $x_t$ is no longer a
 # Gaussian blur of the data, so the "every path is Gaussian, same PF-ODE" results of lecture 02
-# (which need the independent coupling) do not apply.
+# (which need the independent coupling: check 3.16 measures how an OT pairing ties the noise to the
+# data) do not apply.
 
 # %%
 bridge_models, bridge_rows = {}, []

@@ -2,6 +2,7 @@
 Lipschitz constraints of the WGAN critics, and the contract every GAN keeps: every random draw
 comes from the generator it is given, and a variant changes one hook, never undoes another."""
 import copy
+import math
 
 import pytest
 import torch
@@ -184,6 +185,72 @@ def test_f_gan_bound_is_tight_at_the_optimal_critic(name):
     model = FGAN((1,), FGAN.Config(divergence=name))
     assert model.variational_bound(torch.zeros(3), torch.zeros(3)).item() == pytest.approx(
         (f.activation(torch.zeros(1)) - f.conjugate(f.activation(torch.zeros(1)))).item())
+
+
+def test_f_divergences_match_scipy_on_discrete_distributions():
+    """D_f(P || Q) = sum_x q f(p/q) with the library's generators against independent references:
+    scipy's relative entropy (KL both ways), Jensen-Shannon distance (D_f = 2 JSD, Nowozin et al. Table 1),
+    Pearson chi^2 = sum (p - q)^2 / q and total variation = sum |p - q| / 2."""
+    from scipy.spatial.distance import jensenshannon
+    from scipy.stats import entropy
+
+    g = torch.Generator().manual_seed(0)
+    p, q = (torch.rand(12, generator=g, dtype=torch.float64) + 0.05 for _ in range(2))
+    p, q = p / p.sum(), q / q.sum()
+    reference = {"kl": entropy(p, q), "reverse_kl": entropy(q, p), "pearson": ((p - q) ** 2 / q).sum().item(),
+                 "jensen_shannon": 2 * jensenshannon(p, q) ** 2, "total_variation": 0.5 * (p - q).abs().sum().item()}
+    assert set(reference) == set(F_DIVERGENCES)
+    for name, expected in reference.items():
+        assert (q * F_DIVERGENCES[name].f(p / q)).sum().item() == pytest.approx(expected, rel=1e-10), name
+
+
+def _sup_over_ratios(f, t, high):
+    """sup_{0 <= u <= high} (u t - f(u)) (u = p/q is never negative) by bounded Brent, scipy."""
+    from scipy.optimize import minimize_scalar
+
+    result = minimize_scalar(lambda v: -(v * t - f(torch.tensor(v, dtype=torch.float64)).item()),
+                             bounds=(1e-12, high), method="bounded", options={"xatol": 1e-12})
+    return -result.fun
+
+
+@pytest.mark.parametrize("name", list(F_DIVERGENCES))
+def test_f_gan_activations_map_into_the_domain_of_the_conjugate(name):
+    """Wherever the critic's activation can send it, f*(T) is finite and is the supremum over u >= 0;
+    the supremum is bounded there (it does not grow when the search interval grows)."""
+    f = F_DIVERGENCES[name]
+    T = f.activation(torch.linspace(-6, 6, 13, dtype=torch.float64))
+    library = f.conjugate(T)
+    assert torch.isfinite(library).all(), (name, T)
+    for t, value in zip(T.tolist(), library.tolist()):
+        near, far = _sup_over_ratios(f.f, t, 1e3), _sup_over_ratios(f.f, t, 1e5)
+        assert far == pytest.approx(near, abs=1e-6), (name, t)
+        assert value == pytest.approx(near, abs=1e-6), (name, t)
+
+
+def test_total_variation_conjugate_on_nonnegative_ratios():
+    """f = |u - 1|/2 on u >= 0: f*(t) = -1/2 for t < -1/2 (sup at u = 0), t on [-1/2, 1/2], +inf above."""
+    conjugate = F_DIVERGENCES["total_variation"].conjugate
+    t = torch.tensor([-3.0, -0.8, -0.5, 0.2, 0.5, 0.8], dtype=torch.float64)
+    torch.testing.assert_close(conjugate(t), torch.tensor([-0.5, -0.5, -0.5, 0.2, 0.5, math.inf], dtype=torch.float64))
+    assert _sup_over_ratios(F_DIVERGENCES["total_variation"].f, -0.8, 1e5) == pytest.approx(-0.5, abs=1e-9)
+
+
+@pytest.mark.parametrize("name", list(F_DIVERGENCES))
+def test_f_gan_players_play_the_saddle_point_of_the_bound(name):
+    """Nowozin et al. eq. 6: the discriminator maximises B = E_P[T] - E_Q[f*(T)] (its loss is -B) and the
+    generator minimises B, whose part it can move is -E_Q[f*(T(G(z)))]: the generator's loss and B have the
+    same gradient with respect to the fake logits, and opposite to the discriminator's."""
+    model = FGAN((1,), FGAN.Config(divergence=name)).double()
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(64, 1, generator=g, dtype=torch.float64)
+    fake = torch.randn(64, 1, generator=g, dtype=torch.float64).requires_grad_(True)
+    bound = model.variational_bound(real, fake)
+    (d_bound,) = torch.autograd.grad(bound, fake)
+    (d_generator,) = torch.autograd.grad(model.generator_loss(fake), fake)
+    (d_discriminator,) = torch.autograd.grad(model.discriminator_loss(real, fake), fake)
+    assert d_bound.abs().sum() > 0
+    torch.testing.assert_close(d_generator, d_bound)
+    torch.testing.assert_close(d_discriminator, -d_bound)
 
 
 def test_f_gan_rejects_unknown_divergences():

@@ -175,6 +175,22 @@ def test_bernoulli_vae_bound_approaches_the_exact_marginal():
     torch.testing.assert_close(model.log_prob(x, k=20_000, generator=gen()), exact, atol=0.01, rtol=0)
 
 
+def test_elbo_is_a_bound_that_importance_sampling_tightens():
+    """ELBO = E_q log p(x|z) - KL(q(z|x) || N(0, I)): on one draw, the library's reconstruction term minus the
+    KL of torch.distributions; averaged over draws it lies below the IWAE bound (k = 4096), itself <= log p(x)."""
+    torch.manual_seed(0)
+    model = VAE((2,), VAE.Config(latent_dim=2, hidden=16)).double().eval()
+    x = torch.randn(5, 2, generator=gen(1), dtype=torch.float64)
+    with torch.no_grad():
+        mean, log_std = model.encode(x)
+        kl = torch.distributions.kl_divergence(torch.distributions.Normal(mean, log_std.exp()),
+                                               torch.distributions.Normal(0.0, 1.0)).sum(-1)
+        reconstruction, _ = model.elbo_terms(x, generator=gen(2))
+        torch.testing.assert_close(model.elbo(x, generator=gen(2)), reconstruction - kl)
+        elbo = model.elbo(x.repeat(2000, 1), generator=gen(3)).reshape(2000, 5).mean(0)
+        assert (elbo < model.log_prob(x, k=4096, generator=gen(4))).all()
+
+
 # -- VQ-VAE -------------------------------------------------------------------------------------------
 def _vq_terms_grads(model, term, x):
     model.zero_grad()

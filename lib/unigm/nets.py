@@ -69,7 +69,8 @@ def transformer_stack(width: int, depth: int, heads: int, dropout: float = 0.0) 
 # Finite scalar quantization (Mentzer et al. 2023, arXiv:2309.15505): a fixed, implicit codebook.
 class FSQ(torch.nn.Module):
     """Quantize each of d channels to exactly L_i levels: a fixed, implicit codebook of
-    prod(L_i) codes, no codebook loss and no dead codes.
+    prod(L_i) codes and no codebook loss. Nothing can collapse, but codes can still go unused: which
+    of them occur depends on where the encoder's outputs fall (lecture 02, check 12.14).
 
     Channel i is bounded to an interval holding exactly L_i integers, rounded (with the
     straight-through estimator for the gradient) and rescaled to [-1, 1]:

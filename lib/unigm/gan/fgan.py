@@ -4,6 +4,11 @@
 
 with equality at T = f'(dP/dQ) (their Sec. 2.2); T(x) = activation(V(x)) maps the network
 output V into the domain of the convex conjugate f* (their Table 2).
+
+The supremum runs over u = p/q >= 0 only (a ratio of densities is never negative), which matters for
+the two generators that are finite at u < 0: total variation, f*(t) = -1/2 for t < -1/2, t on
+[-1/2, 1/2], +infinity above; Pearson chi^2, f*(t) = t + t^2/4 for t >= -2 and -1 below (where the
+stationary point u* = 1 + t/2 would be negative). Lecture 02, checks 5.4, 5.6 and 5.9-5.11.
 """
 from __future__ import annotations
 
@@ -29,14 +34,16 @@ F_DIVERGENCES: dict[str, FDivergence] = {
     "kl": FDivergence("kl", lambda u: u * torch.log(u), lambda t: torch.exp(t - 1), lambda v: v),
     "reverse_kl": FDivergence("reverse_kl", lambda u: -torch.log(u), lambda t: -1 - torch.log(-t),
                               lambda v: -torch.exp(v)),  # dom f* = (-inf, 0)
-    "pearson": FDivergence("pearson", lambda u: (u - 1) ** 2, lambda t: t**2 / 4 + t, lambda v: v),
+    "pearson": FDivergence("pearson", lambda u: (u - 1) ** 2, lambda t: (1 + t / 2).clamp(min=0) ** 2 - 1,
+                           lambda v: v),  # t + t^2/4 for t >= -2, -1 below (sup at u = 0)
     # f(u) = u log u - (u + 1) log((u + 1) / 2) gives D_f = 2 JSD; dom f* = (-inf, log 2)
     "jensen_shannon": FDivergence(
         "jensen_shannon", lambda u: u * torch.log(u) - (u + 1) * torch.log((u + 1) / 2),
         lambda t: -torch.log(2 - torch.exp(t)), lambda v: math.log(2) - F.softplus(-v)),
-    # f(u) = |u - 1| / 2; f*(t) = t on dom f* = [-1/2, 1/2] (and +inf outside)
-    "total_variation": FDivergence("total_variation", lambda u: 0.5 * (u - 1).abs(), lambda t: t,
-                                   lambda v: 0.5 * torch.tanh(v)),
+    # f(u) = |u - 1| / 2, u >= 0: f*(t) = max(t, -1/2) for t <= 1/2, +inf above; T stays in (-1/2, 1/2)
+    "total_variation": FDivergence(
+        "total_variation", lambda u: 0.5 * (u - 1).abs(),
+        lambda t: torch.where(t > 0.5, torch.inf, t.clamp(min=-0.5)), lambda v: 0.5 * torch.tanh(v)),
 }
 
 
@@ -69,4 +76,6 @@ class FGAN(GAN):
         return -self.variational_bound(real_logits, fake_logits)
 
     def generator_loss(self, fake_logits):
+        """The part of the bound the generator can move: it minimises E_P[T] - E_Q[f*(T)], so it
+        minimises -E_Q[f*(T(G(z)))] (lecture 02, check 5.15)."""
         return -self.f.conjugate(self.f.activation(fake_logits)).mean()

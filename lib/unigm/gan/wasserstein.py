@@ -46,8 +46,10 @@ class WGANClipConfig(WGANConfig):
     clip: float = 0.1  # weight clipping bound; the paper's 0.01 starves these small 2D critics
 
 
+# 500 steps: at 300 the weakest of the eight Gaussians got 20 of the 25 samples that count as a hit on
+# one CPU and all eight on another (GAN training amplifies rounding differences); at 500 it gets >= 65
 @register("wgan_clip",
-          recipes={"2d": Recipe(steps=300, lr=1e-3, min_quality={"two_moons": 0.35, "eight_gaussians": 0.5})})
+          recipes={"2d": Recipe(steps=500, lr=1e-3, min_quality={"two_moons": 0.35, "eight_gaussians": 0.5})})
 class WGANClip(WGAN):
     """WGAN with weight clipping: every critic weight is clamped to [-c, c] after each step
     (Arjovsky et al. 2017, Algorithm 1), so the critic is K-Lipschitz for some K(c)."""

@@ -34,6 +34,8 @@ def ddim_step(eps: Field, x: torch.Tensor, t, s, alpha_bar: Callable[[torch.Tens
     predicted = eps(x, as_time(t, x))
     x0_hat = (x - math.sqrt(1 - a_t) * predicted) / math.sqrt(a_t)
     sigma = eta * math.sqrt((1 - a_s) / (1 - a_t) * (1 - a_t / a_s))
+    # 1 - a_s - sigma^2 = (1 - a_s)(1 - eta^2 (1 - a_t/a_s)/(1 - a_t)) >= 0 for eta in [0, 1] (check_eta): max() only
+    # absorbs rounding; for eta > 1 it would silently clamp, which is why check_eta refuses eta > 1
     x_s = math.sqrt(a_s) * x0_hat + math.sqrt(max(1 - a_s - sigma**2, 0.0)) * predicted
     if sigma > 0:
         x_s = x_s + sigma * randn_like(x, generator)

@@ -204,7 +204,8 @@ class FSQVAEConfig:
 @register("fsq_vae")  # an image model: no 2D recipe
 class FSQVAE(QuantizedAutoencoder):
     """The VQ-VAE's learned codebook replaced by finite scalar quantization (Mentzer et al.
-    2023): no codebook or commitment loss, no dead codes to restart, prod(levels) codes."""
+    2023): no codebook or commitment loss and no codes to restart, prod(levels) codes (of which the
+    encoder may still leave some unused: code_perplexity measures the use)."""
 
     Config = FSQVAEConfig
 

@@ -23,5 +23,5 @@ __all__ = ["REGISTRY", "RESULTS", "Outcome", "Report", "check", "run", "run_all"
 
 def names(result: int | None = None) -> list[str]:
     """Registered check names, ordered by result number, then registration order."""
-    ordered = sorted(REGISTRY.values(), key=lambda c: c.result)
+    ordered = sorted(REGISTRY.values(), key=lambda c: (c.result, int(c.name.split(" ", 1)[0].split(".")[1])))
     return [c.name for c in ordered if result is None or c.result == result]

@@ -15,9 +15,10 @@ import torch.nn.functional as F
 from scipy.optimize import minimize_scalar
 from scipy.stats import wasserstein_distance
 
-from unigm.gan import F_DIVERGENCES, discriminator_loss
+from unigm.gan import F_DIVERGENCES, FGAN, discriminator_loss
 
-from .core import all_of, at_least, check, misstatement, quadrature_1d, same_condition, sympy_all, sympy_equal, within
+from .core import (Outcome, all_of, at_least, check, misstatement, quadrature_1d, same_condition, sympy_all,
+                   sympy_equal, within)
 
 p, q = sp.symbols("p q", positive=True)  # the two densities at one point x
 D = sp.Symbol("D", positive=True)
@@ -134,26 +135,27 @@ u = sp.Symbol("u", positive=True)
 u_real = sp.Symbol("u", real=True)
 t = sp.Symbol("t", real=True)
 
-GENERATORS = {  # f(u), the variable it lives on, and the conjugate derived below
+HALF = sp.Rational(1, 2)
+GENERATORS = {  # f(u), the variable it is written in (u = p/q >= 0 always), and the conjugate derived below
     "kl": (u * sp.log(u), u),
     "reverse_kl": (-sp.log(u), u),
-    "pearson": ((u_real - 1) ** 2, u_real),
+    "pearson": ((u_real - 1) ** 2, u_real),  # a polynomial: solved on R, then restricted to u >= 0 (step 5.4)
     "jensen_shannon": (u * sp.log(u) - (u + 1) * sp.log((u + 1) / 2), u),
     "total_variation": (sp.Abs(u_real - 1) / 2, u_real),
 }
-STATED_CONJUGATES = {  # what the lecture states, checked against the derivation
+STATED_CONJUGATES = {  # what the lecture states, f*(t) = sup_{u >= 0} (u t - f(u)), checked against the derivation
     "kl": sp.exp(t - 1),
     "reverse_kl": -1 - sp.log(-t),
-    "pearson": t + t**2 / 4,
+    "pearson": sp.Piecewise((-1, t < -2), (t + t**2 / 4, True)),  # below -2 the sup sits at u = 0
     "jensen_shannon": -sp.log(2 - sp.exp(t)),
-    "total_variation": t,  # on -1/2 <= t <= 1/2, +infinity outside
+    "total_variation": sp.Piecewise((-HALF, t < -HALF), (t, t <= HALF), (sp.oo, True)),
 }
-NUMERIC_BOUNDS = {
+NUMERIC_BOUNDS = {  # the interval of u for the numeric supremum: u >= 0, wide enough to hold the maximiser
     "kl": (1e-12, 100.0),
     "reverse_kl": (1e-12, 200.0),
-    "pearson": (-10.0, 10.0),
+    "pearson": (0.0, 10.0),
     "jensen_shannon": (1e-12, 1000.0),
-    "total_variation": (-10.0, 10.0),
+    "total_variation": (0.0, 10.0),
 }
 
 
@@ -198,9 +200,27 @@ def conjugate_reverse_kl():
     return _conjugate_check("reverse_kl", lambda e: sp.simplify(sp.expand_log(e.subs(t, -r), force=True)))
 
 
-@check("5.4 conjugate of Pearson chi^2", 5, "sympy", "f = (u-1)^2: u* = 1 + t/2, f*(t) = t + t^2/4")
+@check(
+    "5.4 conjugate of Pearson chi^2",
+    5,
+    "sympy",
+    "f = (u-1)^2: u* = 1 + t/2 >= 0 iff t >= -2, f*(t) = t + t^2/4 there; for t < -2 the concave u t - f(u) "
+    "falls from u = 0 on, so f*(t) = -f(0) = -1",
+)
 def conjugate_pearson():
-    return _conjugate_check("pearson", sp.simplify)
+    r = sp.Symbol("r", positive=True)
+    f, var = GENERATORS["pearson"]
+    derived, u_star = derive_conjugate("pearson")
+    stated = STATED_CONJUGATES["pearson"]
+    return sympy_all(
+        [
+            sympy_equal(derived, stated, simplify=lambda e: sp.simplify(e.subs(t, r - 2))),  # t > -2
+            same_condition(sp.solve_univariate_inequality(u_star >= 0, t), t >= -2, "u* >= 0 iff t >= -2"),
+            sympy_equal(sp.diff(var * t - f, var).subs(var, 0), t + 2),  # slope at u = 0, negative for t < -2
+            sympy_equal((var * t - f).subs(var, 0), stated, simplify=lambda e: sp.simplify(e.subs(t, -2 - r))),
+        ],
+        "u* = 1 + t/2; f* = t + t^2/4 for t >= -2 and -1 (at u = 0) below",
+    )
 
 
 @check(
@@ -224,28 +244,31 @@ def conjugate_jensen_shannon():
     "5.6 conjugate of total variation",
     5,
     "sympy",
-    "f = |u-1|/2: u t - f(u) has slopes t + 1/2 (u < 1) and t - 1/2 (u > 1), so f*(t) = t (at u = 1) iff |t| <= 1/2, "
-    "else +infinity",
+    "f = |u-1|/2 on u >= 0: u t - f(u) has slopes t + 1/2 on [0, 1] and t - 1/2 on [1, inf), so f*(t) = -1/2 "
+    "(at u = 0) for t < -1/2, t (at the kink u = 1) on [-1/2, 1/2], +infinity for t > 1/2",
 )
 def conjugate_total_variation():
     f, var = GENERATORS["total_variation"]
     objective = var * t - f
     left, right = objective.subs(sp.Abs(var - 1), 1 - var), objective.subs(sp.Abs(var - 1), var - 1)
-    slope_left, slope_right = sp.diff(left, var), sp.diff(right, var)
-    bounded = sp.reduce_inequalities([slope_left >= 0, slope_right <= 0], t)
+    stated, r = STATED_CONJUGATES["total_variation"], sp.Symbol("r", positive=True)
+    # a linear function on [0, 1] peaks at u = 0 if its slope is negative, at u = 1 otherwise; on [1, inf)
+    # it is unbounded iff its slope is positive. One representative t in each of the three regions:
+    regions = {"t < -1/2": -HALF - r, "-1/2 <= t <= 1/2": -HALF + r / (1 + r), "t > 1/2": HALF + r}
+    peak = {"t < -1/2": left.subs(var, 0), "-1/2 <= t <= 1/2": left.subs(var, 1), "t > 1/2": sp.oo}
 
     def evaluate(e):
         return sp.simplify(e.doit())
 
-    return sympy_all(
-        [
-            sympy_equal(sp.Derivative(left, var), t + sp.Rational(1, 2), simplify=evaluate),
-            sympy_equal(sp.Derivative(right, var), t - sp.Rational(1, 2), simplify=evaluate),
-            sympy_equal(objective.subs(var, 1), STATED_CONJUGATES["total_variation"]),
-            same_condition(bounded, sp.And(t >= -sp.Rational(1, 2), t <= sp.Rational(1, 2)), "bounded iff |t| <= 1/2"),
-        ],
-        "sup is attained at the kink u = 1, value t, exactly when -1/2 <= t <= 1/2",
-    )
+    parts = [
+        sympy_equal(sp.Derivative(left, var), t + HALF, simplify=evaluate),
+        sympy_equal(sp.Derivative(right, var), t - HALF, simplify=evaluate),
+        same_condition(sp.reduce_inequalities([t - HALF > 0], t), t > HALF, "unbounded on [1, inf) iff t > 1/2"),
+    ]
+    for region, value in regions.items():
+        parts.append(sympy_equal(peak[region].subs(t, value), stated.subs(t, value), note=f"f* on {region}")
+                     if peak[region] is not sp.oo else Outcome(stated.subs(t, value) == sp.oo, f"f* = oo on {region}"))
+    return sympy_all(parts, "f*(t) = -1/2 below -1/2 (sup at u = 0), t on [-1/2, 1/2] (at u = 1), +inf above 1/2")
 
 
 def numeric_supremum(f_torch, t_value: float, bounds) -> float:
@@ -282,13 +305,19 @@ def _library_conjugate_check(name: str):
             within(
                 float(np.abs(entry.f(grid).numpy() - f_numeric).max()), 0.0, 1e-12, f"{name}: max |library f - sympy f|"
             ),
-            at_least(
-                -float(np.abs(T.numpy()).max()) if name != "total_variation" else 0.5 - float(T.abs().max()),
-                -60,
-                f"{name}: activation range stays in dom f*",
-            ),
+            _activation_in_domain(entry),
         ]
     )
+
+
+def _activation_in_domain(entry) -> Outcome:
+    """Every critic output v, however large, must give a T = activation(v) where f* is finite (the bound
+    is -infinity or undefined elsewhere), i.e. the library's conjugate is finite there."""
+    v = torch.linspace(-30, 30, 601, dtype=torch.float64)  # beyond +-30 float64 rounds open ranges onto their ends
+    T = entry.activation(v)
+    finite = bool(torch.isfinite(entry.conjugate(T)).all())
+    return Outcome(finite, f"{entry.name}: f*(activation(v)) finite for v in [-30, 30] "
+                           f"(T in [{T.min().item():.4g}, {T.max().item():.4g}]): {finite}")
 
 
 for _number, _name in enumerate(F_DIVERGENCES, start=7):
@@ -367,8 +396,8 @@ def wgan_is_not_an_f_divergence():
     "5.14 JS and TV conjugates",
     5,
     "misstatement",
-    "-log(1 - e^t) (the conjugate of u log u - (u+1) log(u+1)) is not the JS conjugate, and f*(t) = t on all of R is "
-    "not the TV conjugate",
+    "-log(1 - e^t) (the conjugate of u log u - (u+1) log(u+1)) is not the JS conjugate; the TV conjugate is neither "
+    "t on all of R nor +infinity below -1/2 (it is -1/2 there, u = p/q >= 0)",
 )
 def misstatement_js_tv_conjugates():
     js, tv = F_DIVERGENCES["jensen_shannon"], F_DIVERGENCES["total_variation"]
@@ -384,14 +413,17 @@ def misstatement_js_tv_conjugates():
         )
         for tv_ in t_js
     )
-    # TV at t = 0.8: the supremum grows without bound as the search interval widens
-    sup_small, sup_large = (numeric_supremum(tv.f, 0.8, (-m, m)) for m in (10.0, 1000.0))
+    # TV, sup over 0 <= u <= m: at t = 0.8 it grows without bound as m grows; at t = -0.8 it stays at -1/2
+    sup_small, sup_large = (numeric_supremum(tv.f, 0.8, (0.0, m)) for m in (10.0, 1000.0))
+    below_small, below_large = (numeric_supremum(tv.f, -0.8, (0.0, m)) for m in (10.0, 1000.0))
     t_inside = 0.5 * math.tanh(1.3)  # what the library's activation produces
-    right_tv = abs(tv.conjugate(torch.tensor(t_inside)).item() - numeric_supremum(tv.f, t_inside, (-1000.0, 1000.0)))
+    right_tv = abs(tv.conjugate(torch.tensor(t_inside)).item() - numeric_supremum(tv.f, t_inside, (0.0, 1000.0)))
+    library_below = tv.conjugate(torch.tensor(-0.8, dtype=torch.float64)).item()
     wrong = all_of(
         [
             within(wrong_js, 0.0, 1e-6, "JS: max |-log(1-e^t) - sup_u (u t - f(u))|"),
-            within(sup_large, 0.8, 1e-6, "TV: sup over |u| <= 1000 at t = 0.8 vs the claimed f*(0.8) = 0.8"),
+            within(sup_large, 0.8, 1e-6, "TV: sup over 0 <= u <= 1000 at t = 0.8 vs the claimed f*(0.8) = 0.8"),
+            at_least(below_large - below_small, 100.0, "TV at t = -0.8: sup grows with the interval (claimed f* = +inf)"),
         ]
     )
     right = all_of(
@@ -399,6 +431,59 @@ def misstatement_js_tv_conjugates():
             within(right_js, 0.0, 1e-6, "JS: max |-log(2-e^t) - sup_u (u t - f(u))|"),
             within(right_tv, 0.0, 1e-6, "TV: |f*(t) - sup| at t = tanh(1.3)/2 inside [-1/2, 1/2]"),
             at_least(sup_large - sup_small, 100.0, "TV at t = 0.8: sup grows with the interval (f* = +inf)"),
+            within(below_large, -0.5, 1e-6, "TV: sup over 0 <= u <= 1000 at t = -0.8 vs -1/2"),
+            within(library_below, -0.5, 0.0, "TV: library f*(-0.8) vs -1/2"),
         ]
     )
     return misstatement(wrong, right)
+
+
+def _inverse_activation(activation, T: torch.Tensor) -> torch.Tensor:
+    """The critic output v with activation(v) = T (every library activation is monotone), by bisection."""
+    low, high = torch.full_like(T, -60.0), torch.full_like(T, 60.0)
+    sign = 1.0 if activation(high[:1]) > activation(low[:1]) else -1.0  # -exp(v) (reverse KL) decreases
+    for _ in range(64):  # 120 / 2^64: below float64's resolution of v
+        mid = (low + high) / 2
+        above = sign * activation(mid) > sign * T
+        low, high = torch.where(above, low, mid), torch.where(above, mid, high)
+    return (low + high) / 2
+
+
+@check(
+    "5.15 the f-GAN players share one bound",
+    5,
+    "numeric",
+    "for all five divergences, FGAN.variational_bound with the optimal critic estimates D_f(P||Q) from samples "
+    "(P = N(1/2, 1), Q = N(0, 1)), "
+    "FGAN.discriminator_loss is minus that bound, and FGAN.generator_loss moves with it: d loss/d fake logits = "
+    "d bound/d fake logits (the generator minimises what the discriminator maximises)",
+)
+def f_gan_players():
+    P, Q = normal(0.5, 1.0), normal(0.0, 1.0)  # every density ratio moment is finite (log p/q is linear)
+    x, w = quadrature_1d(-12.0, 12.0)
+    g = torch.Generator().manual_seed(0)
+    n = 40_000
+    x_p, x_q = 0.5 + torch.randn(n, generator=g, dtype=torch.float64), torch.randn(n, generator=g, dtype=torch.float64)
+    parts = []
+    for name, entry in F_DIVERGENCES.items():
+        f_sym, var = GENERATORS[name]
+        derivative = sp.lambdify(var, sp.diff(f_sym, var), "numpy")
+        d_f = (w * Q.log_prob(x).exp() * entry.f(torch.exp(P.log_prob(x) - Q.log_prob(x)))).sum().item()  # quadrature
+
+        def optimal_logits(points):  # T* = f'(p/q), kept just inside an open activation range (TV: +-1/2)
+            ratio = torch.exp(P.log_prob(points) - Q.log_prob(points))
+            T = torch.as_tensor(np.asarray(derivative(ratio.numpy()), dtype=float)).expand_as(ratio)
+            return _inverse_activation(entry.activation, T.clamp(-0.5 + 1e-9, 0.5 - 1e-9) if name == "total_variation" else T)
+
+        model = FGAN((1,), FGAN.Config(divergence=name)).double()
+        real, fake = optimal_logits(x_p), optimal_logits(x_q).requires_grad_(True)
+        bound = model.variational_bound(real, fake)
+        error = 4 * math.sqrt((entry.activation(real).var() + entry.conjugate(entry.activation(fake.detach())).var()).item() / n)
+        (d_bound,) = torch.autograd.grad(bound, fake)
+        (d_generator,) = torch.autograd.grad(model.generator_loss(fake), fake)
+        parts += [
+            within(bound.item(), d_f, error, f"{name}: variational_bound at T* vs D_f (4 s.e.)"),
+            within((model.discriminator_loss(real, fake) + bound).abs().item(), 0.0, 0.0, f"{name}: discriminator_loss + bound"),
+            within((d_generator - d_bound).abs().max().item(), 0.0, 1e-12, f"{name}: max |d generator_loss - d bound|"),
+        ]
+    return all_of(parts)

@@ -98,15 +98,19 @@ def resolve(name: str) -> Check:
 
 
 def run(name: str) -> Report:
-    """Run one check (by name or number), timing it. An exception inside a check propagates: it is
-    a bug in the check, not a FAIL."""
+    """Run one check (by name or number), timing it. An exception inside a check is reported as a
+    FAIL whose detail names the error (values["raised"] holds it), so that a table of checks always
+    finishes: a library bug that makes a check crash must not hide the checks after it."""
     c = resolve(name)
     start = time.perf_counter()
-    outcome = c.fn()
-    seconds = time.perf_counter() - start
-    if not isinstance(outcome, Outcome):
-        raise TypeError(f"check {name} returned {type(outcome).__name__}, not an Outcome")
-    return Report(c, outcome, seconds)
+    try:
+        outcome = c.fn()
+        if not isinstance(outcome, Outcome):
+            raise TypeError(f"check {name} returned {type(outcome).__name__}, not an Outcome")
+    except Exception as error:  # noqa: BLE001  any error of the library or the check is a FAIL
+        raised = f"{type(error).__name__}: {error}"
+        outcome = Outcome(False, f"the check raised {raised}", values={"raised": raised})
+    return Report(c, outcome, time.perf_counter() - start)
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -171,6 +175,13 @@ def all_of(outcomes: list[Outcome], values: dict | None = None) -> Outcome:
     return Outcome(all(o.passed for o in outcomes), "; ".join(o.detail for o in outcomes), values=values or {})
 
 
+def with_library(step: Outcome, library: Outcome) -> Outcome:
+    """A symbolic step together with the numeric check that the library's code follows it: PASS iff
+    both pass; shown as the step's equation, with both details."""
+    return Outcome(step.passed and library.passed, f"{step.detail}; library: {library.detail}", lhs=step.lhs,
+                   rhs=step.rhs, values=library.values)
+
+
 def misstatement(wrong: Outcome, right: Outcome) -> Outcome:
     """A misstatement box passes iff the wrong version FAILS its check and the right one PASSES."""
     passed = (not wrong.passed) and right.passed
@@ -204,6 +215,20 @@ def quadrature_1d(low: float, high: float, nodes: int = 20_001):
     w = torch.full_like(x, (high - low) / (nodes - 1))
     w[0] = w[-1] = w[0] / 2
     return x, w
+
+
+def linear_sde_variance(drift, diffusion, variance: float, steps: int, t_start: float = 1.0, t_end: float = 0.0) -> float:
+    """The exact variance after `steps` Euler(-Maruyama) steps x' = x + dt f(x, t) + g(t) sqrt(|dt|) z of a 1D
+    process whose drift is linear in x (f(x, t) = f(1, t) x), started from N(0, variance): Gaussians stay
+    Gaussian, so Var' = (1 + dt f(1, t))^2 Var + g(t)^2 |dt| holds exactly, with no sampling noise.
+    `drift` and `diffusion` are the library's callables (diffusion None for an ODE)."""
+    times = torch.linspace(t_start, t_end, steps + 1, dtype=torch.float64)
+    dt = (t_end - t_start) / steps
+    gains = (1 + dt * drift(torch.ones(steps, 1, dtype=torch.float64), times[:-1])[:, 0]) ** 2
+    noise = torch.zeros(steps, dtype=torch.float64) if diffusion is None else diffusion(times[:-1]) ** 2 * abs(dt)
+    for gain, added in zip(gains.tolist(), noise.tolist()):
+        variance = gain * variance + added
+    return variance
 
 
 def latex(expr) -> str:

@@ -13,7 +13,7 @@ from unigm import samplers
 from unigm.schedules import alpha_bar_vp_linear, sigma_bar, t_of_alpha_bar_vp_linear
 from unigm.tensors import as_time, per_example
 
-from .core import all_of, check, gaussian_expectation, misstatement, sympy_equal, within
+from .core import Outcome, all_of, check, gaussian_expectation, misstatement, sympy_all, sympy_equal, with_library, within
 from .toys import ExactDDPM, eight_gaussians
 
 a_t, a_s = sp.symbols("alphabar_t alphabar_s", positive=True)  # 0 < abar_t < abar_s < 1 (s < t: less noise)
@@ -70,11 +70,13 @@ def pf_ode_in_scaled_variables():
 
 
 @check(
-    "10.3 every eta keeps the marginals",
+    "10.3 every eta in [0, 1] keeps the marginals",
     10,
     "sympy",
     "with x_t = sqrt(abar_t) x_0 + sqrt(1-abar_t) eps and the true eps: x_s = DDIM + sigma z has mean sqrt(abar_s) "
-    "x_0 and variance 1 - abar_s; without sigma z the variance is 1 - abar_s - sigma^2",
+    "x_0 and variance 1 - abar_s; without sigma z the variance is 1 - abar_s - sigma^2, which is "
+    "(1 - abar_s)(1 - eta^2 r) with 0 <= r <= 1 and r -> 1 as abar_s -> 1: >= 0 at every step iff eta <= 1; "
+    "samplers.ddim_step refuses eta > 1",
 )
 def ddim_marginals():
     sigma = sp.Symbol("sigma", positive=True)
@@ -84,11 +86,29 @@ def ddim_marginals():
     mean = gaussian_expectation(centred, {eps: 1, z: 1})
     variance = gaussian_expectation(centred**2, {eps: 1, z: 1})
     without_noise = gaussian_expectation(sp.expand(centred - sigma * z) ** 2, {eps: 1})
-    return sympy_equal(
+    marginals = sympy_equal(
         sp.Matrix([mean, variance, without_noise]),
         sp.Matrix([0, 1 - a_s, 1 - a_s - sigma**2]),
         simplify=lambda e: e.applyfunc(sp.simplify),
     )
+    eta = sp.Symbol("eta", positive=True)
+    r = (1 - a_t / a_s) / (1 - a_t)  # the share of 1 - abar_s that sigma(eta = 1)^2 takes
+    remaining = sp.factor(1 - a_s - sigma_eta(eta) ** 2)
+    step = sympy_all(
+        [
+            marginals,
+            sympy_equal(remaining, (1 - a_s) * (1 - eta**2 * r)),
+            sympy_equal(1 - r, a_t * (1 - a_s) / (a_s * (1 - a_t))),  # >= 0 for 0 < a_t <= a_s <= 1
+            sympy_equal(sp.limit(r, a_s, 1), 1),  # the last steps: any eta > 1 makes the variance negative
+        ],
+        "mean and variance kept; 1 - abar_s - sigma^2 = (1 - abar_s)(1 - eta^2 r) >= 0 for eta <= 1, r -> 1 at abar_s = 1",
+    )
+    try:
+        samplers.ddim_step(lambda y, t: y, torch.zeros(2, 2), 0.5, 0.4, alpha_bar_vp_linear, eta=1.5)
+        refused = Outcome(False, "ddim_step accepted eta = 1.5")
+    except ValueError as error:
+        refused = Outcome(True, f"ddim_step(eta = 1.5) raises ValueError: {error}")
+    return with_library(Outcome(step.passed, step.detail, lhs=marginals.lhs, rhs=marginals.rhs), refused)
 
 
 @check(

@@ -10,12 +10,13 @@ import sympy as sp
 import torch
 
 from unigm import data, samplers
-from unigm.flows import FlowMatching
-from unigm.paths import linear_path, vp_to_linear
-from unigm.schedules import alpha_bar_of_linear_path, alpha_bar_vp_linear, beta_vp_linear, linear_time_of_alpha_bar, snr
+from unigm.flows import FlowMatching, OTFlowMatching
+from unigm.paths import linear_path, linear_to_vp, vp_to_linear
+from unigm.schedules import (alpha_bar_cosine, alpha_bar_of_linear_path, alpha_bar_vp_linear, beta_vp_linear,
+                             linear_time_of_alpha_bar, snr)
 from unigm.tensors import per_example
 
-from .core import all_of, check, misstatement, sympy_equal, within
+from .core import all_of, at_least, check, misstatement, sympy_equal, with_library, within
 from .toys import eight_gaussians
 
 t = sp.Symbol("t", positive=True)
@@ -38,12 +39,25 @@ def matched_snr():
     return sympy_equal(a / (1 - a), ((1 - t) / t) ** 2)
 
 
-@check("3.2 scale map", 3, "sympy", "x_VP / (sqrt(abar) + sqrt(1-abar)) = (1-t) x_0 + t eps at the matched abar")
+@check(
+    "3.2 scale map",
+    3,
+    "sympy",
+    "x_VP / (sqrt(abar) + sqrt(1-abar)) = (1-t) x_0 + t eps at the matched abar; the library's vp_to_linear and "
+    "linear_to_vp map samples of one path onto the other's",
+)
 def scale_map():
     a = matched_alpha_bar(s_, t)
     x_vp = sp.sqrt(a) * x0 + sp.sqrt(1 - a) * eps
     mapped = (x_vp / (sp.sqrt(a) + sp.sqrt(1 - a))).subs(s_, 1 - t)
-    return sympy_equal(mapped, (1 - t) * x0 + t * eps)
+    g = torch.Generator().manual_seed(0)
+    x_0, noise = torch.randn(256, 2, generator=g, dtype=torch.float64), torch.randn(256, 2, generator=g, dtype=torch.float64)
+    t_ = per_example(torch.rand(256, generator=g, dtype=torch.float64) * 0.98 + 0.01, x_0)
+    a_ = alpha_bar_of_linear_path(t_)
+    x_linear, x_vp_ = (1 - t_) * x_0 + t_ * noise, a_.sqrt() * x_0 + (1 - a_).sqrt() * noise
+    gap = max((vp_to_linear(x_vp_, a_) - x_linear).abs().max().item(), (linear_to_vp(x_linear, t_) - x_vp_).abs().max().item())
+    return with_library(sympy_equal(mapped, (1 - t) * x0 + t * eps),
+                        within(gap, 0.0, 1e-12, "max |vp_to_linear(x_VP) - x_lin|, |linear_to_vp(x_lin) - x_VP|"))
 
 
 @check("3.3 time map", 3, "sympy", "t = sqrt(1-abar)/(sqrt(abar)+sqrt(1-abar)) inverts the matched abar(t)")
@@ -65,13 +79,23 @@ def path_velocity(alpha, sigma):
     "3.4 velocity from the score",
     3,
     "sympy",
-    "alpha' E[x_0|x] + sigma' E[eps|x] = (alpha'/alpha) x + (alpha' sigma^2/alpha - (sigma^2)'/2) score "
-    "(GaussianPath.velocity_from_score)",
+    "alpha' E[x_0|x] + sigma' E[eps|x] = (alpha'/alpha) x + (alpha' sigma^2/alpha - (sigma^2)'/2) score; "
+    "GaussianPath.velocity_from_score gives it on the linear and VP paths (exact posterior means of a mixture)",
 )
 def velocity_from_score():
     x, u = path_velocity(A, B)
-    library_form = sp.diff(A, t) / A * x + (sp.diff(A, t) * B**2 / A - sp.diff(B**2, t) / 2) * S
-    return sympy_equal(u, library_form)
+    stated = sp.diff(A, t) / A * x + (sp.diff(A, t) * B**2 / A - sp.diff(B**2, t) / 2) * S
+    worst = 0.0
+    for name in ("linear", "vp"):  # the left side with E[x_0|x] from the mixture's posteriors (no score in it)
+        mixture, time = eight_gaussians(name), torch.tensor(0.4, dtype=torch.float64)
+        path = mixture.path
+        x_t = mixture.sample(500, time, torch.Generator().manual_seed(0))
+        x0_mean = mixture.posterior_mean(x_t, time)
+        eps_mean = (x_t - path.alpha(time) * x0_mean) / path.sigma(time)
+        library = path.velocity_from_score(mixture.score(x_t, time), x_t, time)
+        worst = max(worst, (library - path.velocity(x0_mean, eps_mean, time)).abs().max().item())
+    return with_library(sympy_equal(u, stated), within(
+        worst, 0.0, 1e-10, "max |velocity_from_score(score) - alpha' E[x_0|x] - sigma' E[eps|x]| (linear, VP)"))
 
 
 @check(
@@ -208,4 +232,56 @@ def misstatement_alpha_bar_one_minus_t_squared():
 
     return misstatement(
         report((1 - t_) ** 2, "abar = (1-t)^2"), report(alpha_bar_of_linear_path(t_), "abar = (1-t)^2/((1-t)^2+t^2)")
+    )
+
+
+@check(
+    "3.15 the cosine schedule is the trigonometric path",
+    3,
+    "sympy",
+    "with s = 0, abar = cos^2(pi t/2): alpha = cos, sigma = sin, matched linear time sin/(sin + cos); the library's "
+    "alpha_bar_cosine is this path, time-shifted by s: abar_s(t) = abar_0((t+s)/(1+s)) / abar_0(s/(1+s))",
+)
+def cosine_schedule_is_trigonometric():
+    a = sp.cos(sp.pi * t / 2) ** 2
+    matched = sp.sqrt(1 - a) / (sp.sqrt(a) + sp.sqrt(1 - a))  # linear_time_of_alpha_bar (check 3.3)
+    step = sympy_equal(matched.subs(t, 2 * t / sp.pi), sp.sin(t) / (sp.sin(t) + sp.cos(t)),
+                       simplify=lambda e: sp.simplify(e.subs(t, sp.atan(sp.Symbol("r", positive=True)))))
+    time, shift = torch.linspace(0, 1, 101, dtype=torch.float64), 0.008
+    trig = torch.cos(torch.pi * time / 2) ** 2
+    shifted = alpha_bar_cosine((time + shift) / (1 + shift), 0.0) / alpha_bar_cosine(torch.tensor(shift / (1 + shift), dtype=torch.float64), 0.0)
+    inner = time[1:-1]  # t = 1 has abar = 0, where the time map is 1 by continuity
+    lin_time = torch.tan(torch.pi * inner / 2) / (1 + torch.tan(torch.pi * inner / 2))
+    return with_library(step, all_of([
+        within((alpha_bar_cosine(time, 0.0) - trig).abs().max().item(), 0.0, 1e-12, "max |alpha_bar_cosine(t, 0) - cos^2|"),
+        within((alpha_bar_cosine(time, shift) - shifted).abs().max().item(), 0.0, 1e-12, "max |abar_s(t) - time-shifted abar_0|"),
+        within((linear_time_of_alpha_bar(alpha_bar_cosine(inner, 0.0)) - lin_time).abs().max().item(), 0.0, 1e-9,
+               "max |linear_time_of_alpha_bar(abar) - tan/(1 + tan)|"),
+    ]))
+
+
+@check(
+    "3.16 'every flow-matching path is a Gaussian path'",
+    3,
+    "misstatement",
+    "the Gaussian-path results (3.1-3.8: one PF-ODE up to time and scale) need x_1 independent of x_0; minibatch-OT "
+    "pairs (OTFlowMatching.coupling), like reflow pairs, are correlated with x_0, so x_t = (1-t) x_0 + t x_1 is not "
+    "alpha_t x_0 + sigma_t eps with eps independent noise",
+)
+def misstatement_every_path_is_gaussian():
+    x_0 = data.toy("two_moons").sample(512, torch.Generator().manual_seed(0)).double()
+    centred = x_0 - x_0.mean(0)
+
+    def cross_moment(model):  # E[(x_0 - m) . x_1]: 0 for independent noise, with its standard error
+        products = (centred * model.coupling(x_0, torch.Generator().manual_seed(1))).sum(1)
+        return products.mean().item(), products.std().item() / len(products) ** 0.5
+
+    independent, independent_se = cross_moment(FlowMatching((2,)))
+    ot_pairs, ot_se = cross_moment(OTFlowMatching((2,)))
+    return misstatement(
+        within(ot_pairs, 0.0, 4 * ot_se, "minibatch OT: E[(x_0 - m) . x_1] vs 0 (4 s.e.)"),
+        all_of([
+            within(independent, 0.0, 4 * independent_se, "independent coupling: E[(x_0 - m) . x_1] vs 0 (4 s.e.)"),
+            at_least(ot_pairs / ot_se, 10.0, "minibatch OT: E[(x_0 - m) . x_1] in standard errors"),
+        ]),
     )
