@@ -288,7 +288,8 @@ ddpm_ode_samples = models["ddpm"].sample(2000, steps=100, eta=0.0, generator=tor
 ddpm_ode_quality = metrics.sample_quality(ddpm_ode_samples, ref)
 print(f"DDPM, ancestral sampler (1,000 steps): G = {results['ddpm']['quality'].gap_closed:.3f}; "
       f"its probability-flow ODE (DDIM eta = 0, 100 steps): G = {ddpm_ode_quality.gap_closed:.3f}")
-#
+
+# %% [markdown]
 # **Predict.** Flow matching sampled above with 32 Heun steps. With plain Euler steps, how few
 # can it take before the moons visibly blur, and does $G$ fall smoothly or suddenly? Move the
 # *steps* slider (and try the solvers): each setting integrates the trained model's ODE from the

@@ -321,8 +321,9 @@ plt.show()
 # 2. **Is flow matching diffusion?** For Gaussian paths, with the noise drawn independently of
 #    the data, yes, up to a change of time and scale through the signal-to-noise ratio: the same
 #    marginals, the same probability-flow ODE. Pairing noise with data (minibatch OT in section
-#    5.3, where the pairs' correlation is measured, reflow in 5.4) breaks the equivalence. Lecture 02, section 3, *Flow matching and
-#    diffusion are one model*, checks 3.1 to 3.8 and 3.16.
+#    5.3, where the pairs' correlation is measured, reflow in 5.4) breaks the equivalence.
+#    Lecture 02, section 3, *Flow matching and diffusion are one model*, checks 3.1 to 3.8 and
+#    3.16.
 # 3. **Are GANs and diffusion related?** Both follow a difference of scores: the optimal GAN
 #    logit is $\log p_\text{data} - \log p_g$, whose gradient is the score difference that
 #    score-difference flows (DiffFlow) follow. Lecture 02, section *Two questions from
@@ -1191,9 +1192,9 @@ plt.show()
 # straight lines in $Z$, and measured it by the **perceptual path length**: the mean squared
 # change of the output per unit step along interpolations. Our 2D analogue uses the Euclidean
 # change of the sample, over 500 random pairs and 64 steps each. On 2D data the mapping has
-# little to disentangle, so expect a modest difference, not the large one seen on faces.
+# little to disentangle, so expect at most a modest difference, not the large one seen on faces.
 #
-# **Predict.** Will the path length be shorter in $W$ or in $Z$?
+# **Predict.** Will the path length be shorter in $W$ or in $Z$, and by how much?
 
 # %%
 style = trained["stylegan"][0]  # the StyleGAN of section 6.1, on 8 gaussians
@@ -1222,8 +1223,9 @@ plt.show()
 # curves) over the StyleGAN's samples (grey). Left, straight lines in $Z$: the paths run along
 # the generator's thin ring. Right, straight lines in $W$: some paths cut across the inside of
 # the ring, away from the samples, since a straight line in $W$ need not stay where the mapping
-# sends Gaussian latents. The path lengths printed above differ only a little: on 2D data there
-# is little for $W$ to disentangle.*
+# sends Gaussian latents. The path lengths printed above differ only a little, and which of the
+# two comes out shorter is not stable (the same run on two CPUs with different rounding gave
+# either): on 2D data there is little for $W$ to disentangle.*
 
 # %% tags=["checks"]
 F_GAN_G_MIN = 0.3  # f-GANs with a divergence other than their recipe's, measured with margin
@@ -1236,7 +1238,7 @@ plain, minimax, with_r1, r3 = (mean_hits[label] for *_, label in collapse_varian
 print(f"narrow modes hit, mean of 3 seeds: no penalty {plain:.2f}, minimax {minimax:.2f}, R1 {with_r1:.2f}, R3GAN {r3:.2f}")
 assert max(plain, minimax) <= 5, "without a penalty the generator should miss at least three modes on average"
 assert min(with_r1, r3) >= max(plain, minimax) + 1, "each gradient penalty must recover modes on average"
-assert ppl_w < ppl_z
+assert abs(ppl_w - ppl_z) < 0.25 * ppl_z, "on 2D data the two path lengths differ only a little"
 for figure in (fig_gans, fig_gan_curves, fig_collapse, fig_collapse_curves, fig_style):
     check_readable(figure)
 

@@ -21,7 +21,11 @@ def test_every_committed_checkpoint_is_in_the_manifest_and_verifies(copy_of_chec
         assert record["commit"] and record["metrics"] and record["losses"]
 
 
-def test_loaded_models_reproduce_their_recorded_metrics_exactly(copy_of_checkpoints):
+def test_loaded_models_reproduce_their_recorded_metrics(copy_of_checkpoints):
+    # Exact on the machine that recorded them; across CPUs (other SIMD kernels, other rounding) and
+    # thread counts the metrics move in the 4th digit (measured: latent_diffusion FD 5.55595 -> 5.55587,
+    # vjepa probe accuracy 0.645 -> 0.646), while another training run moves them by percents (retrain
+    # tolerance, checkpoints.py), so 5e-3 still tells the recorded model from any other.
     for name, spec in checkpoints.SPECS.items():
         model, history = checkpoints.load(name, progress=False)
         recorded = checkpoints.provenance(name)["metrics"]
@@ -31,7 +35,7 @@ def test_loaded_models_reproduce_their_recorded_metrics_exactly(copy_of_checkpoi
             if value is None:
                 assert measured[key] is None
             else:
-                assert measured[key] == pytest.approx(value, rel=1e-5, abs=1e-7), (name, key)
+                assert measured[key] == pytest.approx(value, rel=5e-3, abs=1e-6), (name, key)
         assert history.steps == spec.steps and len(next(iter(history.losses.values()))) == spec.steps
 
 
