@@ -87,6 +87,16 @@ def test_the_site_has_every_page_and_every_link_resolves(course):
             assert (page.parent / unquote(parts.path)).resolve().exists(), f"{page.name}: {target} does not exist"
 
 
+def test_make_slides_writes_decks_that_stand_alone(course, tmp_path):
+    decks = site.build_slides(course / "build" / "executed", tmp_path / "slides", [course / "lectures" / "07_tiny.py"])
+    assert [d.name for d in decks] == ["07_tiny.slides.html"]
+    for page in (decks[0], tmp_path / "slides" / "index.html"):
+        for target in local_targets(page):
+            assert urlsplit(target).scheme in ("", "data"), f"{page.name} loads {target} from another host"
+            if not target.startswith("data:"):
+                assert (page.parent / urlsplit(target).path).exists(), f"{page.name}: {target} does not exist"
+
+
 def test_pages_show_what_was_executed_and_hide_the_checks(course):
     out = build(course).parent
     lecture = (out / "lectures" / "07_tiny.html").read_text()

@@ -225,7 +225,8 @@ MATHJAX_DONE = "() => window.MathJax && MathJax.Hub && MathJax.Hub.queue.pending
 PAGE_STATE = """() => ({
     math: document.querySelectorAll('.MathJax, .MathJax_Display').length,
     mathErrors: document.querySelectorAll('.MathJax_Error, merror, .MathJax .merror').length,
-    rawDollars: (document.body.innerText.match(/\\$\\\\?[A-Za-z][^$\\n]{0,30}\\$/g) || []).length,
+    rawDollars: Array.from(document.querySelectorAll('.jp-RenderedMarkdown'))  // the text, not code cells
+        .map(e => (e.innerText.match(/\\$\\\\?[A-Za-z][^$\\n]{0,30}\\$/g) || []).length).reduce((a, b) => a + b, 0),
     images: Array.from(document.images).map(i => ({ok: i.complete && i.naturalWidth > 0, src: i.src.slice(0, 60)})),
 })"""
 

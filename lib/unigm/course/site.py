@@ -279,21 +279,24 @@ def _lecture_pages(sources: list[Path], executed: Path):
     return notebooks, pages
 
 
-def build_slides(executed: Path = Path("build/executed"), out: Path = Path("build/slides"),
-                 sources: list[Path] | None = None, static: str = "_static") -> list[Path]:
-    """One deck per lecture in `out` (with _static/ and an index.html); returns the decks."""
-    sources = sources or lecture_sources(LECTURES)
-    notebooks, pages = _lecture_pages(sources, executed)
+def write_decks(notebooks: dict, pages: list[Page], out: Path, static: str) -> list[Path]:
+    """One deck per lecture page in `out`, and an index.html listing them; `static` relative to `out`."""
     out.mkdir(parents=True, exist_ok=True)
-    if static == "_static":
-        copy_static(out)
-    decks = [export_slides(notebooks[s.stem], out / f"{s.stem}.slides.html", static) for s in sources]
+    decks = [export_slides(notebooks[p.key], out / f"{p.key}.slides.html", static) for p in pages]
     items = "\n".join(f"<li><a href='{d.name}'>{html.escape(p.title)}</a></li>" for d, p in zip(decks, pages))
     (out / "index.html").write_text(f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Slides"
                                     f"</title><link rel='stylesheet' href='{static}/course.css'></head><body><main>"
                                     f"<h1>Unified Generative Models: slides</h1><ul>{items}</ul></main></body></html>",
                                     encoding="utf-8")
     return decks
+
+
+def build_slides(executed: Path = Path("build/executed"), out: Path = Path("build/slides"),
+                 sources: list[Path] | None = None) -> list[Path]:
+    """The decks of every lecture in `out`, with their own _static/; returns the decks."""
+    notebooks, pages = _lecture_pages(sources or lecture_sources(LECTURES), executed)
+    copy_static(out)
+    return write_decks(notebooks, pages, out, "_static")
 
 
 def build_site(executed: Path = Path("build/executed"), out: Path = Path("build/site"), readme: Path = Path("README.md"),
@@ -310,7 +313,7 @@ def build_site(executed: Path = Path("build/executed"), out: Path = Path("build/
     if out.exists():
         shutil.rmtree(out)
     copy_static(out)
-    build_slides(executed, out / "slides", sources, static="../_static")
+    write_decks(notebooks, lectures, out / "slides", "../_static")
 
     def nav(current: str, depth: int, sequence: list[Page], slides: str | None = None) -> tuple[str, str]:
         return nav_top(lectures, exercise_pages, current, depth, slides), nav_bottom(sequence, current, depth)
