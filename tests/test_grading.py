@@ -396,3 +396,24 @@ def test_a_stopped_run_keeps_finished_grades_and_resumes(tiny, tmp_path):
         other = tmp_path / "02_other.py"
         other.write_text(TINY_SOLUTION)
         gradebook.grade(other, [folder], out, log=lambda _: None)
+
+
+def test_removing_a_submissions_copy_never_touches_its_parent(tmp_path):
+    """The grader deletes each submission's temporary copy; a failed removal (a copy already gone, a
+    read-only folder inside) must not chmod the shared folder that holds it (it once set /tmp to 0700,
+    which broke apt and every other user of /tmp)."""
+    import stat
+
+    from unigm.course.grading import runner
+
+    parent = tmp_path / "shared"
+    parent.mkdir()
+    parent.chmod(0o1777)
+    runner._remove_tree(parent / "already-gone")
+    copy = parent / "copy"
+    (copy / "locked").mkdir(parents=True)
+    (copy / "locked" / "answer.txt").write_text("42")
+    (copy / "locked").chmod(0o500)
+    runner._remove_tree(copy)
+    assert not copy.exists()
+    assert stat.S_IMODE(parent.stat().st_mode) == 0o1777

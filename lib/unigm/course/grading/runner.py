@@ -93,9 +93,15 @@ def _kill_group(pgid: int) -> None:
 
 
 def _remove_tree(path: Path) -> None:
+    """Delete a submission's temporary copy, even where the submission made parts of it read-only;
+    never touches anything outside it (the copy's own parent is the shared temporary folder)."""
+    root = Path(path).absolute()
+
     def make_writable_and_retry(function, name, _):
         try:
-            os.chmod(os.path.dirname(name), 0o700)
+            parent = Path(name).absolute().parent
+            if parent == root or root in parent.parents:
+                os.chmod(parent, 0o700)
             os.chmod(name, 0o700)
             function(name)
         except OSError:
